@@ -1,0 +1,118 @@
+//! Deadlines of Observations with `ttlSecondsAfterCreation`.
+//!
+//! A min-heap ordered by deadline, fed from the store's change stream: the reaper sleeps until
+//! the earliest deadline instead of scanning every object. Entries are not removed when an
+//! object changes or goes away; a stale entry is recognised by its uid and resourceVersion at
+//! pop time (the delete carries them as preconditions), which keeps every update O(log n).
+
+use std::{cmp::Reverse, collections::BinaryHeap};
+
+use serde_json::Value;
+
+/// An object due for deletion.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Due {
+    /// Unix seconds at which the object expires.
+    pub deadline: i64,
+    pub namespace: String,
+    pub name: String,
+    /// Deletes only this incarnation of the name.
+    pub uid: String,
+}
+
+/// Pending deadlines.
+#[derive(Debug, Default)]
+pub struct ExpiryQueue {
+    heap: BinaryHeap<Reverse<Due>>,
+}
+
+impl ExpiryQueue {
+    /// Records the deadline of `object` if it has one.
+    pub fn track(&mut self, object: &Value) {
+        if let Some(due) = deadline_of(object) {
+            self.heap.push(Reverse(due));
+        }
+    }
+
+    /// The earliest deadline, to sleep until.
+    pub fn next_deadline(&self) -> Option<i64> {
+        self.heap.peek().map(|Reverse(d)| d.deadline)
+    }
+
+    /// Removes and returns every entry due at `now` (Unix seconds).
+    pub fn pop_due(&mut self, now: i64) -> Vec<Due> {
+        let mut due = Vec::new();
+        while self.heap.peek().is_some_and(|Reverse(d)| d.deadline <= now) {
+            if let Some(Reverse(d)) = self.heap.pop() {
+                due.push(d);
+            }
+        }
+        due
+    }
+
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}
+
+/// `creationTimestamp + ttlSecondsAfterCreation`, if the object has both.
+pub fn deadline_of(object: &Value) -> Option<Due> {
+    let ttl = object.pointer("/spec/ttlSecondsAfterCreation")?.as_i64()?;
+    let meta = object.get("metadata")?;
+    let created: k8s_openapi::jiff::Timestamp =
+        meta.get("creationTimestamp")?.as_str()?.parse().ok()?;
+    Some(Due {
+        deadline: created.as_second().saturating_add(ttl),
+        namespace: meta.get("namespace")?.as_str()?.to_owned(),
+        name: meta.get("name")?.as_str()?.to_owned(),
+        uid: meta.get("uid")?.as_str()?.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn obs(name: &str, created: &str, ttl: Option<i64>) -> Value {
+        let mut o = json!({"metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}"),
+                                        "creationTimestamp": created}, "spec": {}});
+        if let Some(ttl) = ttl {
+            o["spec"]["ttlSecondsAfterCreation"] = json!(ttl);
+        }
+        o
+    }
+
+    #[test]
+    fn pops_in_deadline_order() {
+        let mut q = ExpiryQueue::default();
+        q.track(&obs("late", "1970-01-01T00:01:40Z", Some(50))); // 150
+        q.track(&obs("early", "1970-01-01T00:01:40Z", Some(10))); // 110
+        q.track(&obs("never", "1970-01-01T00:01:40Z", None));
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.next_deadline(), Some(110));
+        assert!(q.pop_due(109).is_empty());
+        let due = q.pop_due(200);
+        assert_eq!(
+            due.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+            ["early", "late"]
+        );
+        assert_eq!(due[0].uid, "uid-early");
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn malformed_objects_have_no_deadline() {
+        assert!(deadline_of(&json!({"spec": {"ttlSecondsAfterCreation": 5}})).is_none());
+        assert!(deadline_of(&obs("x", "not a time", Some(5))).is_none());
+        assert!(
+            deadline_of(&obs("x", "1970-01-01T00:00:00Z", Some(i64::MAX)))
+                .is_some_and(|d| d.deadline == i64::MAX)
+        );
+    }
+}

@@ -1,0 +1,146 @@
+//! Command-line interface (DESIGN.md, "The binary").
+
+use std::{io::Write, path::PathBuf, process::ExitCode};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::logging::LogFormat;
+
+/// Exit code for "could not do what was asked" (bad input, missing capability).
+const EXIT_ERROR: u8 = 2;
+
+/// Security, compliance and operations signals as first-class Kubernetes resources.
+#[derive(Parser, Debug)]
+#[command(name = "zen-watcher", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// In-cluster mode: aggregated API, admission webhook and ingest listener, configured from
+    /// the cluster.
+    Serve(ServeArgs),
+    /// Standalone mode, no cluster needed: embedded store, own CA, admin kubeconfig.
+    Dev(DevArgs),
+    /// Print the CustomResourceDefinitions generated from the Rust types.
+    Crds,
+    /// Offline policy checks.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+/// Flags shared by `serve` and `dev`.
+#[derive(Args, Debug)]
+struct ServerArgs {
+    /// Port of the aggregated API, admission webhook and health endpoints (TLS).
+    #[arg(long, env = "ZEN_SECURE_PORT", default_value_t = 8443)]
+    secure_port: u16,
+    /// Port of the external webhook listener (TLS).
+    #[arg(long, env = "ZEN_INGEST_PORT", default_value_t = 9443)]
+    ingest_port: u16,
+    /// Port of the plain-HTTP Prometheus `/metrics` endpoint.
+    #[arg(long, env = "ZEN_METRICS_PORT", default_value_t = 9090)]
+    metrics_port: u16,
+    /// Where Observations live: `redb:PATH` (embedded) or `etcd:http://HOST:PORT[,...]`.
+    #[arg(long, env = "ZEN_STORE")]
+    store: Option<String>,
+    /// Use mounted certificates (tls.crt, tls.key, ca.crt) instead of self-managed ones.
+    #[arg(long, env = "ZEN_CERT_DIR")]
+    cert_dir: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "ZEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Kubeconfig to reach the cluster from outside it (default: in-cluster configuration).
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct DevArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Directory for the embedded store, the CA and the admin kubeconfig.
+    #[arg(long, env = "ZEN_DATA_DIR", default_value = "./zen-data")]
+    data_dir: PathBuf,
+    /// Directory of YAML files with Ingestors, IngestorPolicies, Secrets and Namespaces,
+    /// re-read when they change.
+    #[arg(long, env = "ZEN_CONFIG_DIR")]
+    config_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCommand {
+    /// Run the admission checks of an Ingestor file against policies; exit 0 allowed,
+    /// 1 denied, 2 error.
+    Test(PolicyTestArgs),
+}
+
+#[derive(Args, Debug)]
+struct PolicyTestArgs {
+    /// The Ingestor manifest to check.
+    #[arg(short = 'f', long = "filename")]
+    file: PathBuf,
+    /// Directory of IngestorPolicy manifests.
+    #[arg(long)]
+    policies: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
+    output: OutputFormat,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+impl Cli {
+    pub fn run(self) -> ExitCode {
+        match self.command {
+            Command::Crds => print_crds(),
+            Command::Serve(args) => {
+                crate::logging::init(args.server.log_format);
+                not_built("serve")
+            }
+            Command::Dev(args) => {
+                crate::logging::init(args.server.log_format);
+                not_built("dev")
+            }
+            Command::Policy(PolicyCommand::Test(_)) => not_built("policy test"),
+        }
+    }
+}
+
+fn print_crds() -> ExitCode {
+    match zen_crds::crd::all_yaml() {
+        Ok(yaml) => {
+            let mut out = std::io::stdout().lock();
+            if out
+                .write_all(yaml.as_bytes())
+                .and_then(|()| out.flush())
+                .is_err()
+            {
+                return ExitCode::from(EXIT_ERROR);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: rendering the CRDs failed: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// Subcommands whose capability has not landed yet say so instead of pretending.
+fn not_built(what: &str) -> ExitCode {
+    eprintln!("error: `zen-watcher {what}` is not available in this build yet");
+    ExitCode::from(EXIT_ERROR)
+}

@@ -1,0 +1,131 @@
+//! Every manifest under `examples/` must be accepted by the types behind the CRDs, and a broken
+//! one must be reported with its file and field.
+
+use std::path::{Path, PathBuf};
+
+use zen_crds::manifest::{self, Object};
+
+fn example_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.expect("directory entry").path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples"),
+        &mut files,
+    );
+    files.sort();
+    files
+}
+
+fn load_all() -> Vec<(PathBuf, Object)> {
+    example_files()
+        .into_iter()
+        .flat_map(|file| {
+            let objects = manifest::load_file(&file).unwrap_or_else(|e| panic!("{e}"));
+            objects.into_iter().map(move |o| (file.clone(), o))
+        })
+        .collect()
+}
+
+#[test]
+fn every_example_decodes() {
+    let objects = load_all();
+    let names = |want: fn(&Object) -> Option<String>| -> Vec<String> {
+        let mut v: Vec<String> = objects.iter().filter_map(|(_, o)| want(o)).collect();
+        v.sort();
+        v
+    };
+    let ingestors = names(|o| match o {
+        Object::Ingestor(i) => Some(format!(
+            "{}/{}",
+            i.metadata.namespace.as_deref().unwrap_or(""),
+            i.metadata.name.as_deref().unwrap_or("")
+        )),
+        _ => None,
+    });
+    assert_eq!(
+        ingestors,
+        [
+            "platform/github-security",
+            "security/falco",
+            "shop/warning-events"
+        ]
+    );
+    let policies = names(|o| match o {
+        Object::IngestorPolicy(p) => p.metadata.name.clone(),
+        _ => None,
+    });
+    assert_eq!(policies, ["require-authentication"]);
+}
+
+#[test]
+fn examples_use_the_documented_features() {
+    use zen_crds::ingestor::{AuthType, HmacPreset, SourceType};
+    let objects = load_all();
+    let ingestor = |name: &str| {
+        objects
+            .iter()
+            .find_map(|(_, o)| match o {
+                Object::Ingestor(i) if i.metadata.name.as_deref() == Some(name) => Some(i.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("example Ingestor {name}"))
+    };
+    let github = ingestor("github-security");
+    let auth = github.spec.sources[0].auth.as_ref().expect("github auth");
+    assert_eq!(auth.type_, AuthType::Hmac);
+    assert_eq!(
+        auth.hmac.as_ref().and_then(|h| h.preset),
+        Some(HmacPreset::Github)
+    );
+    assert!(
+        auth.replay.is_some(),
+        "GitHub deliveries are protected against replay"
+    );
+    assert_eq!(
+        github.spec.dedup.as_ref().and_then(|d| d.window.clone()),
+        Some("24h".parse().unwrap())
+    );
+
+    let falco = ingestor("falco");
+    assert_eq!(
+        falco.spec.sources[0].auth.as_ref().map(|a| a.type_),
+        Some(AuthType::Mtls)
+    );
+    let events = ingestor("warning-events");
+    assert_eq!(events.spec.sources[0].type_, SourceType::KubernetesEvents);
+}
+
+#[test]
+fn a_broken_example_names_file_and_field() {
+    let original = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/github.yaml");
+    let text = std::fs::read_to_string(&original).expect("read example");
+    let broken = text.replace("requestsPerSecond: 50", "requestsPerSecond: fifty");
+    assert_ne!(broken, text, "the example changed; update this test");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("github.yaml");
+    std::fs::write(&file, broken).expect("write");
+    let err = manifest::load_file(&file)
+        .expect_err("a string is not a rate")
+        .to_string();
+    assert!(
+        err.starts_with(&format!(
+            "{}: document 1 (Ingestor platform/github-security): ",
+            file.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("spec.sources[0].rateLimit.requestsPerSecond: invalid type: string \"fifty\""),
+        "{err}"
+    );
+}
