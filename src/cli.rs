@@ -74,6 +74,9 @@ struct DevArgs {
     /// re-read when they change.
     #[arg(long, env = "ZEN_CONFIG_DIR")]
     config_dir: Option<PathBuf>,
+    /// Address the listeners bind to (loopback by default: dev mode is for this machine).
+    #[arg(long, env = "ZEN_BIND_ADDRESS", default_value = "127.0.0.1")]
+    bind_address: std::net::IpAddr,
 }
 
 #[derive(Subcommand, Debug)]
@@ -112,9 +115,41 @@ impl Cli {
             }
             Command::Dev(args) => {
                 crate::logging::init(args.server.log_format);
-                not_built("dev")
+                run_dev(args)
             }
             Command::Policy(PolicyCommand::Test(_)) => not_built("policy test"),
+        }
+    }
+}
+
+fn run_dev(args: DevArgs) -> ExitCode {
+    if args.config_dir.is_some() {
+        eprintln!(
+            "note: --config-dir is not read yet (Ingestors and policies land with the admission and ingest work)"
+        );
+    }
+    let config = crate::dev::DevConfig {
+        data_dir: args.data_dir,
+        store: args.server.store,
+        bind: args.bind_address,
+        secure_port: args.server.secure_port,
+        metrics_port: args.server.metrics_port,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    match runtime.block_on(crate::dev::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_ERROR)
         }
     }
 }

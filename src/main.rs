@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod cli;
+mod dev;
+mod kubeconfig;
 mod logging;
 
 fn main() -> ExitCode {

@@ -73,6 +73,78 @@ pub fn deadline_of(object: &Value) -> Option<Due> {
     })
 }
 
+/// Deletes Observations when their `ttlSecondsAfterCreation` is up, until the store's change
+/// stream ends. Runs on one replica at a time (the caller decides which).
+pub async fn run_reaper(store: std::sync::Arc<dyn zen_store::Store>, resource: &'static str) {
+    use zen_store::{EventKind, ListOptions, ObjectKey, Prefix};
+    loop {
+        let prefix = Prefix::new(resource, None);
+        let mut queue = ExpiryQueue::default();
+        let page = match store.list(prefix.clone(), ListOptions::default()).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "TTL reaper: listing failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                continue;
+            }
+        };
+        for (_, v) in &page.items {
+            if let Ok(obj) = serde_json::from_slice::<Value>(&v.value) {
+                queue.track(&obj);
+            }
+        }
+        let mut watcher = match store.watch(prefix, page.revision) {
+            Ok(w) => w,
+            Err(_) => continue,
+        };
+        loop {
+            let now = k8s_openapi::jiff::Timestamp::now().as_second();
+            for due in queue.pop_due(now) {
+                let key = ObjectKey::new(resource, &due.namespace, &due.name);
+                // Only the incarnation whose deadline this is: same uid, any later revision.
+                if let Ok(Some(current)) = store.get(&key).await
+                    && serde_json::from_slice::<Value>(&current.value)
+                        .ok()
+                        .and_then(|o| {
+                            o.pointer("/metadata/uid")
+                                .and_then(Value::as_str)
+                                .map(|u| u == due.uid)
+                        })
+                        .unwrap_or(false)
+                {
+                    match store.delete(key, Some(current.mod_revision)).await {
+                        Ok(_) => {
+                            tracing::debug!(namespace = %due.namespace, name = %due.name, "expired")
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, name = %due.name, "expiry lost a race; will retry if still due")
+                        }
+                    }
+                }
+            }
+            let sleep = queue
+                .next_deadline()
+                .map(|d| {
+                    (d - k8s_openapi::jiff::Timestamp::now().as_second()).clamp(0, 3600) as u64
+                })
+                .unwrap_or(3600);
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(sleep.max(1))) => {}
+                event = watcher.next() => match event {
+                    Ok(e) if e.kind != EventKind::Deleted => {
+                        if let Ok(obj) = serde_json::from_slice::<Value>(&e.value) {
+                            queue.track(&obj);
+                        }
+                    }
+                    Ok(_) => {}
+                    // Fell behind or the store restarted: start over from a fresh list.
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -15,6 +15,7 @@ pub mod ingestor;
 pub mod manifest;
 pub mod observation;
 pub mod policy;
+pub mod schema;
 pub mod webhook_endpoint;
 
 pub use duration::Duration;

@@ -1,0 +1,1251 @@
+//! The secure port's request handling: non-resource paths (discovery, OpenAPI, health,
+//! version) and the verbs on `zen.watcher.io/v1alpha1` resources, over a [`Store`].
+//!
+//! Authentication happens before this service (TLS client certificates in `dev`); errors
+//! become `metav1.Status` only in [`ApiError::into_response`].
+
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use k8s_openapi::jiff::Timestamp;
+use serde_json::{Map, Value, json};
+use zen_crds::{
+    API_GROUP, VERSION,
+    schema::{SchemaValidator, UnknownFields},
+};
+use zen_serving::{Body, empty, full};
+use zen_store::{EventKind, ListOptions, ObjectKey, Prefix, Store, StoreError};
+
+use crate::{
+    continue_token::ContinueToken,
+    discovery::{Discovery, Document},
+    metrics::ApiMetrics,
+    negotiation::{MetaVersion, Output, negotiate},
+    objects,
+    openapi::{OpenApi, V3_GROUP_PATH},
+    params::{Params, VersionMatch},
+    patch::{self, PatchType},
+    request_info::{RequestInfo, ResourceRequest},
+    resources::{ServedResource, catalog},
+    selectors::{FieldSelector, LabelSelector},
+    status::{ApiError, Cause, MODIFIED},
+    strategy::{self, Target},
+    table,
+    watch::{self, EventType},
+};
+
+/// Largest request body, as kube-apiserver limits it (3 MiB).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+/// Watches open at once; more get 429.
+pub const MAX_WATCHES: usize = 10_000;
+/// Longest watch when the client gives no `timeoutSeconds` (kube-apiserver: 30 to 60 min).
+const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How often a watch that allows bookmarks gets one.
+const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
+/// Retries of a patch without a resourceVersion that lost a race.
+const PATCH_RETRIES: usize = 5;
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+/// The aggregated API service.
+#[derive(Clone)]
+pub struct ApiServer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    catalog: Vec<ServedResource>,
+    validators: HashMap<&'static str, SchemaValidator>,
+    store: Arc<dyn Store>,
+    discovery: Discovery,
+    openapi: OpenApi,
+    metrics: ApiMetrics,
+    open_watches: AtomicUsize,
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => {
+                ApiError::Unavailable(format!("storage is unavailable: {m}"))
+            }
+            StoreError::FutureRevision { requested, .. } => {
+                ApiError::Timeout(format!("Too large resource version: {requested}"))
+            }
+            StoreError::Expired { requested, .. } => {
+                ApiError::Expired(format!("too old resource version: {requested}"))
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl ApiServer {
+    pub fn new(store: Arc<dyn Store>, metrics: ApiMetrics) -> std::result::Result<Self, String> {
+        let catalog = catalog();
+        let mut validators = HashMap::new();
+        for r in &catalog {
+            validators.insert(r.plural, SchemaValidator::new(r.schema.clone())?);
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                discovery: Discovery::new(&catalog),
+                openapi: OpenApi::new(&catalog),
+                catalog,
+                validators,
+                store,
+                metrics,
+                open_watches: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.inner.store.clone()
+    }
+
+    /// Answers one request; never fails (errors are Status responses).
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<zen_serving::BoxError>,
+    {
+        match self.route(req).await {
+            Ok(resp) => resp,
+            Err(e) => e.into_response(),
+        }
+    }
+
+    async fn route<B>(&self, req: Request<B>) -> Result<Response<Body>>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<zen_serving::BoxError>,
+    {
+        let path = req.uri().path().to_owned();
+        let inm = header_str(&req, header::IF_NONE_MATCH);
+        let d = &self.inner.discovery;
+        let o = &self.inner.openapi;
+        match path.as_str() {
+            "/healthz" | "/livez" => return Ok(text(StatusCode::OK, "ok")),
+            "/readyz" => {
+                return Ok(if self.inner.store.ready() {
+                    text(StatusCode::OK, "ok")
+                } else {
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "[-]store failed: not ready\nreadyz check failed",
+                    )
+                });
+            }
+            "/version" => return Ok(document(&d.version, None, &[])),
+            "/apis" | "/apis/" => {
+                let accept = header_str(&req, header::ACCEPT);
+                let doc = match negotiate(accept.as_deref(), true)? {
+                    Output::Discovery(crate::negotiation::DiscoveryVersion::V2) => &d.aggregated_v2,
+                    Output::Discovery(crate::negotiation::DiscoveryVersion::V2beta1) => {
+                        &d.aggregated_v2beta1
+                    }
+                    _ => &d.group_list,
+                };
+                return Ok(document(doc, inm.as_deref(), &[("vary", "Accept")]));
+            }
+            "/openapi/v2" => return Ok(document(&o.v2, inm.as_deref(), &[])),
+            "/openapi/v3" | "/openapi/v3/" => return Ok(document(&o.v3_root, inm.as_deref(), &[])),
+            _ => {}
+        }
+        if path == format!("/openapi/v3/{V3_GROUP_PATH}") {
+            let hashed = req.uri().query().is_some_and(|q| q.contains("hash="));
+            let cache: &[(&str, &str)] = if hashed {
+                &[
+                    ("cache-control", "public, immutable"),
+                    ("expires", "Thu, 31 Dec 2099 00:00:00 GMT"),
+                ]
+            } else {
+                &[("cache-control", "no-cache, private")]
+            };
+            return Ok(document(&o.v3_group, inm.as_deref(), cache));
+        }
+        if path == format!("/apis/{API_GROUP}") || path == format!("/apis/{API_GROUP}/") {
+            return Ok(document(&d.group, inm.as_deref(), &[]));
+        }
+        if path == format!("/apis/{API_GROUP}/{VERSION}")
+            || path == format!("/apis/{API_GROUP}/{VERSION}/")
+        {
+            return Ok(document(&d.resource_list, inm.as_deref(), &[]));
+        }
+        let params = Params::parse(req.uri().query())?;
+        match RequestInfo::parse(req.method(), &path, params.watch) {
+            RequestInfo::Resource(info) => self.resource(req, info, params).await,
+            RequestInfo::NonResource { .. } => Err(ApiError::NotFound {
+                resource: String::new(),
+                name: path,
+            })
+            .map_err(|_| not_found_path()),
+        }
+    }
+
+    async fn resource<B>(
+        &self,
+        req: Request<B>,
+        info: ResourceRequest,
+        params: Params,
+    ) -> Result<Response<Body>>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<zen_serving::BoxError>,
+    {
+        let inner = &self.inner;
+        let Some(resource) = crate::resources::find(&inner.catalog, &info.resource) else {
+            return Err(not_found_path());
+        };
+        let allowed = match &info.subresource {
+            None => {
+                resource.supports(info.verb) || (info.verb == "watch" && resource.supports("watch"))
+            }
+            Some(sub) => resource
+                .subresource_verbs(sub)
+                .is_some_and(|verbs| verbs.contains(&info.verb)),
+        };
+        if info
+            .subresource
+            .as_deref()
+            .is_some_and(|s| resource.subresource_verbs(s).is_none())
+        {
+            return Err(not_found_path());
+        }
+        if !allowed {
+            return Err(ApiError::MethodNotAllowed(format!(
+                "{} is not supported on {}{}",
+                info.verb,
+                resource.qualified_name(),
+                info.subresource
+                    .as_deref()
+                    .map(|s| format!("/{s}"))
+                    .unwrap_or_default()
+            )));
+        }
+        if info.subresource.as_deref() == Some("ingest") {
+            return Err(ApiError::Unavailable(
+                "webhook ingestion is not available in this build yet".into(),
+            ));
+        }
+        let accept = header_str(&req, header::ACCEPT);
+        let output = negotiate(accept.as_deref(), false)?;
+        let target = if info.subresource.as_deref() == Some("status") {
+            Target::Status
+        } else {
+            Target::Main
+        };
+        let ns = info.namespace.clone();
+        match (info.verb, info.name.clone()) {
+            ("list", None) => self.list(resource, ns.as_deref(), &params, output).await,
+            ("watch", _) => {
+                self.watch(
+                    resource,
+                    ns.as_deref(),
+                    info.name.as_deref(),
+                    &params,
+                    output,
+                )
+                .await
+            }
+            ("get", Some(name)) => {
+                let ns = require_ns(ns)?;
+                let obj = self.get_object(resource, &ns, &name).await?;
+                Ok(render_one(resource, obj, output, StatusCode::OK, &[]))
+            }
+            ("create", None) => {
+                let ns = require_ns(ns)?;
+                let body = read_body(req).await?;
+                self.create(resource, &ns, body, &params, output).await
+            }
+            ("update", Some(name)) => {
+                let ns = require_ns(ns)?;
+                let body = read_body(req).await?;
+                let obj = decode_body(&body, None)?;
+                self.update(resource, &ns, &name, obj, target, &params, output)
+                    .await
+            }
+            ("patch", Some(name)) => {
+                let ns = require_ns(ns)?;
+                let content_type = header_str(&req, header::CONTENT_TYPE).unwrap_or_default();
+                let Some(kind) = PatchType::from_content_type(&content_type) else {
+                    return Err(ApiError::UnsupportedMediaType(format!(
+                        "the body of the request was in an unknown format - accepted media types include: {}",
+                        PatchType::ACCEPTED.join(", ")
+                    )));
+                };
+                let body = read_body(req).await?;
+                self.patch(resource, &ns, &name, kind, &body, target, &params, output)
+                    .await
+            }
+            ("delete", Some(name)) => {
+                let ns = require_ns(ns)?;
+                let body = read_body(req).await?;
+                self.delete(resource, &ns, &name, &body, &params, output)
+                    .await
+            }
+            ("deletecollection", None) => {
+                self.delete_collection(resource, ns.as_deref(), &params)
+                    .await
+            }
+            _ => Err(ApiError::MethodNotAllowed(format!(
+                "{} is not supported here",
+                info.verb
+            ))),
+        }
+    }
+
+    fn key(resource: &ServedResource, ns: &str, name: &str) -> ObjectKey {
+        ObjectKey::new(resource.plural, ns, name)
+    }
+
+    async fn get_object(&self, resource: &ServedResource, ns: &str, name: &str) -> Result<Value> {
+        let key = Self::key(resource, ns, name);
+        match self.inner.store.get(&key).await? {
+            Some(v) => decode_stored(&v.value, v.mod_revision),
+            None => Err(not_found(resource, name)),
+        }
+    }
+
+    /// Reads pages until `limit` objects passed the selectors or the prefix is exhausted.
+    async fn list(
+        &self,
+        resource: &ServedResource,
+        ns: Option<&str>,
+        params: &Params,
+        output: Output,
+    ) -> Result<Response<Body>> {
+        let labels = LabelSelector::parse(&params.label_selector)?;
+        let fields = FieldSelector::parse(&params.field_selector, resource.selectable_fields)?;
+        let prefix = Prefix::new(resource.plural, ns);
+        let store = &self.inner.store;
+        let (mut start_after, mut at_revision) = match &params.continue_token {
+            Some(token) => {
+                let t = ContinueToken::decode(token)?;
+                (ObjectKey::decode(&t.after), Some(t.revision))
+            }
+            None => (None, None),
+        };
+        if at_revision.is_none() {
+            match (params.revision()?, params.version_match) {
+                (Some(rv), Some(VersionMatch::Exact)) => at_revision = Some(rv),
+                (Some(rv), _) if rv > store.current_revision() => {
+                    return Err(ApiError::Timeout(format!(
+                        "Too large resource version: {rv}, current: {}",
+                        store.current_revision()
+                    )));
+                }
+                _ => {}
+            }
+        }
+        let limit = params.limit;
+        let mut items = Vec::new();
+        let mut next: Option<ContinueToken> = None;
+        let mut revision;
+        loop {
+            let page = store
+                .list(
+                    prefix.clone(),
+                    ListOptions {
+                        start_after: start_after.clone(),
+                        limit: limit.map(|l| l - items.len()).or(Some(usize::MAX)),
+                        at_revision,
+                    },
+                )
+                .await
+                .map_err(|e| match e {
+                    StoreError::Expired { .. } if params.continue_token.is_some() => ApiError::Expired(
+                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
+                    ),
+                    other => other.into(),
+                })?;
+            revision = page.revision;
+            at_revision = Some(page.revision);
+            let last = page.items.last().map(|(k, _)| k.clone());
+            for (_, v) in page.items {
+                let obj = decode_stored(&v.value, v.mod_revision)?;
+                if labels.matches(&obj) && fields.matches(&obj) {
+                    items.push(obj);
+                }
+            }
+            if !page.more {
+                break;
+            }
+            if limit.is_some_and(|l| items.len() >= l) {
+                next = last.map(|k| ContinueToken::new(revision, k.encode()));
+                break;
+            }
+            start_after = last;
+        }
+        let mut meta = json!({"resourceVersion": revision.to_string()});
+        if let Some(t) = next {
+            meta["continue"] = json!(t.encode());
+        }
+        Ok(render_list(resource, items, meta, output, params))
+    }
+
+    async fn create(
+        &self,
+        resource: &ServedResource,
+        ns: &str,
+        body: Bytes,
+        params: &Params,
+        output: Output,
+    ) -> Result<Response<Body>> {
+        let mut obj = decode_body(&body, None)?;
+        check_type(resource, &obj)?;
+        let map = obj
+            .as_object_mut()
+            .ok_or_else(|| ApiError::BadRequest("the body must be a JSON object".into()))?;
+        let meta = map.entry("metadata").or_insert_with(|| json!({}));
+        let meta = meta
+            .as_object_mut()
+            .ok_or_else(|| ApiError::BadRequest("metadata must be an object".into()))?;
+        match meta.get("namespace").and_then(Value::as_str) {
+            Some(body_ns) if !body_ns.is_empty() && body_ns != ns => {
+                return Err(ApiError::BadRequest(
+                    "the namespace of the provided object does not match the namespace sent on the request".into(),
+                ));
+            }
+            _ => {
+                meta.insert("namespace".into(), json!(ns));
+            }
+        }
+        objects::generate_name(meta);
+        map.insert("apiVersion".into(), json!(format!("{API_GROUP}/{VERSION}")));
+        map.insert("kind".into(), json!(resource.kind));
+        let uid = uuid::Uuid::new_v4().to_string();
+        strategy::prepare_for_create(&mut obj, resource.kind, &uid, &now());
+        let warnings = self.validate(resource, &mut obj, params)?;
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if params.dry_run {
+            return Ok(render_one(
+                resource,
+                obj,
+                output,
+                StatusCode::CREATED,
+                &warnings,
+            ));
+        }
+        let stored = encode_stored(&obj)?;
+        let rev = self
+            .inner
+            .store
+            .create(Self::key(resource, ns, &name), stored)
+            .await
+            .map_err(|e| match e {
+                StoreError::AlreadyExists => ApiError::AlreadyExists {
+                    resource: resource.plural.into(),
+                    name: name.clone(),
+                },
+                other => other.into(),
+            })?;
+        set_revision(&mut obj, rev);
+        Ok(render_one(
+            resource,
+            obj,
+            output,
+            StatusCode::CREATED,
+            &warnings,
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn update(
+        &self,
+        resource: &ServedResource,
+        ns: &str,
+        name: &str,
+        mut obj: Value,
+        target: Target,
+        params: &Params,
+        output: Output,
+    ) -> Result<Response<Body>> {
+        check_type(resource, &obj)?;
+        let body_name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if body_name != name {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        if let Some(body_ns) = obj.pointer("/metadata/namespace").and_then(Value::as_str)
+            && !body_ns.is_empty()
+            && body_ns != ns
+        {
+            return Err(ApiError::BadRequest(
+                "the namespace of the provided object does not match the namespace sent on the request".into(),
+            ));
+        }
+        let current = self.get_object(resource, ns, name).await?;
+        let current_rev = revision_of(&current).unwrap_or(0);
+        let expected = match obj
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+        {
+            Some(rv) if !rv.is_empty() => {
+                let rv: u64 = rv
+                    .parse()
+                    .map_err(|_| ApiError::BadRequest(format!("invalid resourceVersion {rv:?}")))?;
+                if rv != current_rev {
+                    return Err(conflict(resource, name));
+                }
+                rv
+            }
+            _ => current_rev,
+        };
+        self.write_update(
+            resource, ns, name, &mut obj, &current, expected, target, params, output,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write_update(
+        &self,
+        resource: &ServedResource,
+        ns: &str,
+        name: &str,
+        obj: &mut Value,
+        current: &Value,
+        expected: u64,
+        target: Target,
+        params: &Params,
+        output: Output,
+    ) -> Result<Response<Body>> {
+        if let Some(map) = obj.as_object_mut() {
+            map.insert("apiVersion".into(), json!(format!("{API_GROUP}/{VERSION}")));
+            map.insert("kind".into(), json!(resource.kind));
+            if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.insert("namespace".into(), json!(ns));
+                meta.insert("name".into(), json!(name));
+            }
+        }
+        strategy::prepare_for_update(obj, current, target);
+        let warnings = self.validate(resource, obj, params)?;
+        if params.dry_run {
+            return Ok(render_one(
+                resource,
+                obj.clone(),
+                output,
+                StatusCode::OK,
+                &warnings,
+            ));
+        }
+        let stored = encode_stored(obj)?;
+        let rev = self
+            .inner
+            .store
+            .update(Self::key(resource, ns, name), stored, Some(expected))
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict { .. } => conflict(resource, name),
+                StoreError::NotFound => not_found(resource, name),
+                other => other.into(),
+            })?;
+        set_revision(obj, rev);
+        Ok(render_one(
+            resource,
+            obj.clone(),
+            output,
+            StatusCode::OK,
+            &warnings,
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn patch(
+        &self,
+        resource: &ServedResource,
+        ns: &str,
+        name: &str,
+        kind: PatchType,
+        body: &[u8],
+        target: Target,
+        params: &Params,
+        output: Output,
+    ) -> Result<Response<Body>> {
+        for _ in 0..PATCH_RETRIES {
+            let current = self.get_object(resource, ns, name).await?;
+            let current_rev = revision_of(&current).unwrap_or(0);
+            let mut patched = patch::apply(kind, &current, body).map_err(|e| match e {
+                patch::PatchError::Malformed(m) => ApiError::BadRequest(m),
+                patch::PatchError::Inapplicable(m) => ApiError::Invalid {
+                    kind: resource.kind.into(),
+                    name: name.into(),
+                    causes: vec![Cause {
+                        reason: "FieldValueInvalid".into(),
+                        message: m,
+                        field: String::new(),
+                    }],
+                },
+            })?;
+            let explicit = patched
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .filter(|rv| *rv != current_rev.to_string())
+                .map(str::to_owned);
+            if explicit.is_some() {
+                return Err(conflict(resource, name));
+            }
+            if patched.pointer("/metadata/name").and_then(Value::as_str) != Some(name) {
+                return Err(ApiError::BadRequest(
+                    "a patch may not change metadata.name".into(),
+                ));
+            }
+            match self
+                .write_update(
+                    resource,
+                    ns,
+                    name,
+                    &mut patched,
+                    &current,
+                    current_rev,
+                    target,
+                    params,
+                    output,
+                )
+                .await
+            {
+                // Nobody asked for this revision: someone else's write won the race; retry.
+                Err(ApiError::Conflict { .. }) => continue,
+                other => return other,
+            }
+        }
+        Err(conflict(resource, name))
+    }
+
+    async fn delete(
+        &self,
+        resource: &ServedResource,
+        ns: &str,
+        name: &str,
+        body: &[u8],
+        params: &Params,
+        output: Output,
+    ) -> Result<Response<Body>> {
+        let options: Value = if body.is_empty() {
+            json!({})
+        } else {
+            decode_body(body, None)?
+        };
+        let dry_run = params.dry_run
+            || options["dryRun"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|v| v == "All"));
+        let current = self.get_object(resource, ns, name).await?;
+        let rev = revision_of(&current).unwrap_or(0);
+        if let Some(uid) = options
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+        {
+            let actual = current
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if uid != actual {
+                return Err(ApiError::Conflict {
+                    resource: resource.plural.into(),
+                    name: name.into(),
+                    detail: format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                    ),
+                });
+            }
+        }
+        if let Some(want) = options
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            && want != rev.to_string()
+        {
+            return Err(ApiError::Conflict {
+                resource: resource.plural.into(),
+                name: name.into(),
+                detail: format!(
+                    "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rev}"
+                ),
+            });
+        }
+        if dry_run {
+            return Ok(render_one(resource, current, output, StatusCode::OK, &[]));
+        }
+        let (last, _) = self
+            .inner
+            .store
+            .delete(Self::key(resource, ns, name), Some(rev))
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict { .. } => conflict(resource, name),
+                StoreError::NotFound => not_found(resource, name),
+                other => other.into(),
+            })?;
+        let obj = decode_stored(&last, rev)?;
+        Ok(render_one(resource, obj, output, StatusCode::OK, &[]))
+    }
+
+    async fn delete_collection(
+        &self,
+        resource: &ServedResource,
+        ns: Option<&str>,
+        params: &Params,
+    ) -> Result<Response<Body>> {
+        let labels = LabelSelector::parse(&params.label_selector)?;
+        let fields = FieldSelector::parse(&params.field_selector, resource.selectable_fields)?;
+        let page = self
+            .inner
+            .store
+            .list(Prefix::new(resource.plural, ns), ListOptions::default())
+            .await?;
+        let mut deleted = Vec::new();
+        for (key, v) in page.items {
+            let obj = decode_stored(&v.value, v.mod_revision)?;
+            if !(labels.matches(&obj) && fields.matches(&obj)) {
+                continue;
+            }
+            if !params.dry_run {
+                match self.inner.store.delete(key, Some(v.mod_revision)).await {
+                    Ok(_) | Err(StoreError::NotFound | StoreError::Conflict { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            deleted.push(obj);
+        }
+        let meta = json!({"resourceVersion": self.inner.store.current_revision().to_string()});
+        Ok(render_list(resource, deleted, meta, Output::Json, params))
+    }
+
+    fn validate(
+        &self,
+        resource: &ServedResource,
+        obj: &mut Value,
+        params: &Params,
+    ) -> Result<Vec<String>> {
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let mut causes: Vec<Cause> = obj
+            .get("metadata")
+            .and_then(Value::as_object)
+            .map(objects::validate)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| Cause::from_field_error(e.reason, &e.field, &e.message))
+            .collect();
+        let mut warnings = Vec::new();
+        if let Some(v) = self.inner.validators.get(resource.plural) {
+            let result = v.validate(obj, params.field_validation);
+            if params.field_validation == UnknownFields::Strict
+                && let Some(unknown) = result
+                    .errors
+                    .iter()
+                    .find(|e| e.kind == zen_crds::schema::ErrorKind::Unknown)
+            {
+                // kube-apiserver answers strict decoding errors with 400, not 422.
+                return Err(ApiError::BadRequest(format!(
+                    "strict decoding error: unknown field \"{}\"",
+                    unknown.field
+                )));
+            }
+            causes.extend(
+                result
+                    .errors
+                    .iter()
+                    .map(|e| Cause::from_field_error(e.kind.cause(), &e.field, &e.message)),
+            );
+            warnings = result.warnings;
+        }
+        if let Some(details) = obj.pointer("/spec/details")
+            && serde_json::to_vec(details).map(|b| b.len()).unwrap_or(0)
+                > zen_crds::observation::MAX_DETAILS_BYTES
+        {
+            causes.push(Cause {
+                reason: "FieldValueTooLong".into(),
+                message: format!(
+                    "Too long: may not be more than {} bytes",
+                    zen_crds::observation::MAX_DETAILS_BYTES
+                ),
+                field: "spec.details".into(),
+            });
+        }
+        if causes.is_empty() {
+            Ok(warnings)
+        } else {
+            Err(ApiError::Invalid {
+                kind: resource.kind.into(),
+                name,
+                causes,
+            })
+        }
+    }
+
+    async fn watch(
+        &self,
+        resource: &ServedResource,
+        ns: Option<&str>,
+        name: Option<&str>,
+        params: &Params,
+        output: Output,
+    ) -> Result<Response<Body>> {
+        let mut fields = FieldSelector::parse(&params.field_selector, resource.selectable_fields)?;
+        if let Some(name) = name {
+            fields.0.push(crate::selectors::FieldRequirement {
+                field: "metadata.name".into(),
+                value: name.into(),
+                negate: false,
+            });
+        }
+        let labels = LabelSelector::parse(&params.label_selector)?;
+        let inner = self.inner.clone();
+        if inner.open_watches.fetch_add(1, Ordering::AcqRel) >= MAX_WATCHES {
+            inner.open_watches.fetch_sub(1, Ordering::AcqRel);
+            return Err(ApiError::TooManyRequests {
+                message: "too many open watches; retry later".into(),
+                retry_after_seconds: 1,
+            });
+        }
+        let guard = WatchGuard(inner.clone());
+        let prefix = Prefix::new(resource.plural, ns);
+        let rv = params.revision()?;
+        let legacy_initial = matches!(rv, None | Some(0));
+        let send_initial = params.send_initial_events.unwrap_or(legacy_initial);
+        let (initial, start) = if send_initial {
+            let page = inner
+                .store
+                .list(prefix.clone(), ListOptions::default())
+                .await?;
+            let mut objs = Vec::new();
+            for (_, v) in page.items {
+                objs.push(decode_stored(&v.value, v.mod_revision)?);
+            }
+            (objs, page.revision)
+        } else {
+            (
+                Vec::new(),
+                rv.unwrap_or_else(|| inner.store.current_revision()),
+            )
+        };
+        let (tx, body) = watch::channel_body();
+        let resource = resource.clone();
+        let matches = move |o: &Value| labels.matches(o) && fields.matches(o);
+        let subscription = inner.store.watch(prefix, start);
+        let timeout = params.timeout.unwrap_or(DEFAULT_WATCH_TIMEOUT);
+        let bookmarks = params.allow_bookmarks;
+        let initial_end_bookmark = params.send_initial_events == Some(true) && bookmarks;
+        inner.metrics.open_watches.inc();
+        tokio::spawn(async move {
+            let _guard = guard;
+            let api_version = format!("{API_GROUP}/{VERSION}");
+            let send = |kind: EventType, obj: Value| {
+                let rendered = render_event_object(&resource, obj, output);
+                watch::encode(kind, &rendered)
+            };
+            let mut watcher = match subscription {
+                Ok(w) => w,
+                Err(e) => {
+                    let err: ApiError = e.into();
+                    let _ = tx
+                        .send(watch::encode(EventType::Error, &err.to_status()))
+                        .await;
+                    return;
+                }
+            };
+            for obj in initial {
+                if matches(&obj) && tx.send(send(EventType::Added, obj)).await.is_err() {
+                    return;
+                }
+            }
+            if initial_end_bookmark {
+                let b = watch::bookmark(&api_version, resource.kind, start, true);
+                if tx
+                    .send(watch::encode(EventType::Bookmark, &b))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            let deadline = tokio::time::sleep(timeout);
+            tokio::pin!(deadline);
+            let mut ticker = tokio::time::interval(BOOKMARK_INTERVAL);
+            ticker.tick().await;
+            let mut last_rev = start;
+            loop {
+                tokio::select! {
+                    () = &mut deadline => break,
+                    () = tx.closed() => break,
+                    _ = ticker.tick(), if bookmarks => {
+                        let b = watch::bookmark(&api_version, resource.kind, last_rev, false);
+                        if tx.send(watch::encode(EventType::Bookmark, &b)).await.is_err() {
+                            break;
+                        }
+                    }
+                    event = watcher.next() => {
+                        let Ok(event) = event else { break };
+                        last_rev = event.revision;
+                        let Ok(now) = decode_stored(&event.value, event.revision) else { continue };
+                        let before = event.prev.as_ref().and_then(|p| decode_stored(&p.value, event.revision).ok());
+                        let stored = match event.kind {
+                            EventKind::Added => EventType::Added,
+                            EventKind::Modified => EventType::Modified,
+                            EventKind::Deleted => EventType::Deleted,
+                        };
+                        let was = before.as_ref().is_some_and(&matches);
+                        let is = event.kind != EventKind::Deleted && matches(&now);
+                        let was = if event.kind == EventKind::Deleted { matches(&now) } else { was };
+                        let Some(kind) = watch::transition(stored, was, is) else { continue };
+                        // An object leaving the selection is reported as it was.
+                        let obj = match (kind, event.kind, before) {
+                            (EventType::Deleted, EventKind::Modified, Some(b)) => b,
+                            _ => now,
+                        };
+                        if tx.send(send(kind, obj)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        let mut resp = Response::new(body);
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type(output)),
+        );
+        resp.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache, private"),
+        );
+        Ok(resp)
+    }
+}
+
+/// Counts a watch as open until its task ends.
+struct WatchGuard(Arc<Inner>);
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.0.open_watches.fetch_sub(1, Ordering::AcqRel);
+        self.0.metrics.open_watches.dec();
+    }
+}
+
+impl<B> tower::Service<Request<B>> for ApiServer
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<zen_serving::BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future =
+        Pin<Box<dyn Future<Output = std::result::Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::result::Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}
+
+fn not_found_path() -> ApiError {
+    ApiError::NotFound {
+        resource: String::new(),
+        name: String::new(),
+    }
+}
+
+fn not_found(resource: &ServedResource, name: &str) -> ApiError {
+    ApiError::NotFound {
+        resource: resource.plural.into(),
+        name: name.into(),
+    }
+}
+
+fn conflict(resource: &ServedResource, name: &str) -> ApiError {
+    ApiError::Conflict {
+        resource: resource.plural.into(),
+        name: name.into(),
+        detail: MODIFIED.into(),
+    }
+}
+
+fn require_ns(ns: Option<String>) -> Result<String> {
+    ns.filter(|n| !n.is_empty()).ok_or_else(|| {
+        ApiError::BadRequest("the namespace of the object must be given in the request path".into())
+    })
+}
+
+fn header_str<B>(req: &Request<B>, name: header::HeaderName) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn now() -> String {
+    let t = Timestamp::now();
+    // metav1.Time has second precision.
+    Timestamp::from_second(t.as_second())
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| t.to_string())
+}
+
+async fn read_body<B>(req: Request<B>) -> Result<Bytes>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<zen_serving::BoxError>,
+{
+    let body = req.into_body().map_err(boxed);
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::RequestEntityTooLarge(format!(
+                "the request body is larger than {MAX_BODY_BYTES} bytes"
+            )))
+        }
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "reading the request body: {e}"
+        ))),
+    }
+}
+
+fn boxed<E: Into<zen_serving::BoxError>>(e: E) -> zen_serving::BoxError {
+    e.into()
+}
+
+/// JSON (or YAML) request bodies into a value; serde_json's own nesting limit applies.
+fn decode_body(body: &[u8], _content_type: Option<&str>) -> Result<Value> {
+    if body.is_empty() {
+        return Err(ApiError::BadRequest("the request body is empty".into()));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => Ok(v),
+        Err(json_err) => {
+            let text = std::str::from_utf8(body).map_err(|_| {
+                ApiError::BadRequest(format!("the body is not valid JSON: {json_err}"))
+            })?;
+            serde_saphyr::from_str::<Value>(text).map_err(|_| {
+                ApiError::BadRequest(format!("the body is not valid JSON: {json_err}"))
+            })
+        }
+    }
+}
+
+fn check_type(resource: &ServedResource, obj: &Value) -> Result<()> {
+    let api_version = format!("{API_GROUP}/{VERSION}");
+    if let Some(v) = obj.get("apiVersion").and_then(Value::as_str)
+        && v != api_version
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the API version in the data ({v}) does not match the expected API version ({api_version})"
+        )));
+    }
+    if let Some(k) = obj.get("kind").and_then(Value::as_str)
+        && k != resource.kind
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the kind in the data ({k}) does not match the expected kind ({})",
+            resource.kind
+        )));
+    }
+    Ok(())
+}
+
+/// Stored bytes never carry `resourceVersion`: the store's revision is the truth.
+fn encode_stored(obj: &Value) -> Result<Bytes> {
+    let mut obj = obj.clone();
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    serde_json::to_vec(&obj)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+fn decode_stored(bytes: &[u8], revision: u64) -> Result<Value> {
+    let mut obj: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::Internal(format!("stored object is corrupt: {e}")))?;
+    set_revision(&mut obj, revision);
+    Ok(obj)
+}
+
+fn set_revision(obj: &mut Value, revision: u64) {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), json!(revision.to_string()));
+    }
+}
+
+fn revision_of(obj: &Value) -> Option<u64> {
+    obj.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+}
+
+fn content_type(output: Output) -> &'static str {
+    match output {
+        Output::Table(MetaVersion::V1) => "application/json;as=Table;v=v1;g=meta.k8s.io",
+        Output::Table(MetaVersion::V1beta1) => "application/json;as=Table;v=v1beta1;g=meta.k8s.io",
+        _ => "application/json",
+    }
+}
+
+fn json_response(
+    status: StatusCode,
+    value: &Value,
+    output: Output,
+    warnings: &[String],
+) -> Response<Body> {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(output)),
+    );
+    for w in warnings {
+        let escaped = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
+fn render_one(
+    resource: &ServedResource,
+    obj: Value,
+    output: Output,
+    status: StatusCode,
+    warnings: &[String],
+) -> Response<Body> {
+    let value = match output {
+        Output::Table(v) => {
+            let meta = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
+            table::render(
+                resource,
+                &[obj],
+                v,
+                table::IncludeObject::Metadata,
+                meta,
+                Timestamp::now(),
+            )
+        }
+        Output::PartialMetadata(v) => table::partial_metadata(&obj, v),
+        _ => obj,
+    };
+    json_response(status, &value, output, warnings)
+}
+
+fn render_event_object(resource: &ServedResource, obj: Value, output: Output) -> Value {
+    match output {
+        Output::Table(v) => {
+            let meta = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
+            table::render(
+                resource,
+                &[obj],
+                v,
+                table::IncludeObject::Metadata,
+                meta,
+                Timestamp::now(),
+            )
+        }
+        Output::PartialMetadata(v) => table::partial_metadata(&obj, v),
+        _ => obj,
+    }
+}
+
+fn render_list(
+    resource: &ServedResource,
+    items: Vec<Value>,
+    meta: Value,
+    output: Output,
+    params: &Params,
+) -> Response<Body> {
+    let value = match output {
+        Output::Table(v) => table::render(
+            resource,
+            &items,
+            v,
+            params.include_object,
+            meta,
+            Timestamp::now(),
+        ),
+        Output::PartialMetadata(v) => json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": v.api_version(),
+            "metadata": meta,
+            "items": items.iter().map(|i| table::partial_metadata(i, v)).collect::<Vec<_>>(),
+        }),
+        _ => {
+            let mut map = Map::new();
+            map.insert("apiVersion".into(), json!(format!("{API_GROUP}/{VERSION}")));
+            map.insert("kind".into(), json!(resource.list_kind));
+            map.insert("metadata".into(), meta);
+            map.insert("items".into(), Value::Array(items));
+            Value::Object(map)
+        }
+    };
+    json_response(StatusCode::OK, &value, output, &[])
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// A prepared document, or 304 when the client holds it already.
+fn document(
+    doc: &Document,
+    if_none_match: Option<&str>,
+    extra: &[(&'static str, &'static str)],
+) -> Response<Body> {
+    let not_modified = doc.matches(if_none_match);
+    let mut resp = Response::new(if not_modified {
+        empty()
+    } else {
+        full(doc.body.clone())
+    });
+    if not_modified {
+        *resp.status_mut() = StatusCode::NOT_MODIFIED;
+    }
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(doc.content_type),
+    );
+    if let Ok(etag) = HeaderValue::from_str(&doc.etag) {
+        h.insert(header::ETAG, etag);
+    }
+    for (k, v) in extra {
+        h.insert(*k, HeaderValue::from_static(v));
+    }
+    resp
+}

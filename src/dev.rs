@@ -1,0 +1,191 @@
+//! `zen-watcher dev`: everything on one machine with no cluster. The embedded store and a PKI
+//! live under `--data-dir`; kubectl connects with the admin kubeconfig written there.
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+
+use prometheus::{Encoder, Registry, TextEncoder};
+use tower::ServiceBuilder;
+use zen_apiserver::{
+    metrics::{ApiMetrics, MetricsLayer},
+    server::ApiServer,
+};
+use zen_certs::dev::DevPki;
+use zen_serving::{ServerOptions, full, serve_plain, serve_tls};
+use zen_store::{Store, redb::RedbStore};
+
+use crate::kubeconfig;
+
+/// What `dev` needs from the command line.
+pub struct DevConfig {
+    pub data_dir: PathBuf,
+    pub store: Option<String>,
+    pub bind: std::net::IpAddr,
+    pub secure_port: u16,
+    pub metrics_port: u16,
+}
+
+/// Why `dev` could not start; printed for humans.
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error("{0}")]
+    Certs(#[from] zen_certs::CertError),
+    #[error("store: {0}")]
+    Store(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Setup(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DevError {
+    let what = what.into();
+    move |source| DevError::Io { what, source }
+}
+
+/// Opens the store a `--store` value names (only the embedded one so far).
+pub fn open_store(spec: &str) -> Result<Arc<dyn Store>, DevError> {
+    match spec.split_once(':') {
+        Some(("redb", path)) if !path.is_empty() => {
+            let store = RedbStore::open(std::path::Path::new(path))
+                .map_err(|e| DevError::Store(e.to_string()))?;
+            Ok(Arc::new(store))
+        }
+        Some(("etcd", _)) => Err(DevError::Store(
+            "the etcd store is not available in this build yet; use redb:PATH".into(),
+        )),
+        _ => Err(DevError::Store(format!(
+            "--store {spec:?}: expected redb:PATH or etcd:http://HOST:PORT"
+        ))),
+    }
+}
+
+pub async fn run(config: DevConfig) -> Result<(), DevError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(io(format!("creating {}", config.data_dir.display())))?;
+    let pki = DevPki::load_or_create(&config.data_dir.join("pki"), &[])?;
+    let store_spec = config
+        .store
+        .clone()
+        .unwrap_or_else(|| format!("redb:{}", config.data_dir.join("zen.redb").display()));
+    let store = open_store(&store_spec)?;
+
+    let registry = Registry::new();
+    let metrics = ApiMetrics::register(&registry).map_err(|e| DevError::Setup(e.to_string()))?;
+    let api = ApiServer::new(store.clone(), metrics.clone()).map_err(DevError::Setup)?;
+    let service = ServiceBuilder::new()
+        .layer(MetricsLayer::new(metrics))
+        .service(api);
+
+    let tls = zen_certs::tls::mutual_tls_server(
+        &pki.serving.cert_pem,
+        &pki.serving.key_pem,
+        &pki.ca.cert_pem,
+    )?;
+    let secure_addr = SocketAddr::new(config.bind, config.secure_port);
+    let secure = tokio::net::TcpListener::bind(secure_addr)
+        .await
+        .map_err(io(format!("listening on {secure_addr}")))?;
+    let metrics_addr = SocketAddr::new(config.bind, config.metrics_port);
+    let metrics_listener = tokio::net::TcpListener::bind(metrics_addr)
+        .await
+        .map_err(io(format!("listening on {metrics_addr}")))?;
+
+    let host = if config.bind.is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        config.bind.to_string()
+    };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let server_url = format!("https://{host}:{}", config.secure_port);
+    let kubeconfig_path = config.data_dir.join("kubeconfig");
+    kubeconfig::write(
+        &kubeconfig_path,
+        &kubeconfig::Credentials {
+            server: &server_url,
+            ca_pem: &pki.ca.cert_pem,
+            client_cert_pem: &pki.admin.cert_pem,
+            client_key_pem: &pki.admin.key_pem,
+        },
+    )
+    .map_err(io(format!("writing {}", kubeconfig_path.display())))?;
+
+    tokio::spawn(zen_apiserver::ttl::run_reaper(
+        store.clone(),
+        "observations",
+    ));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let secure_task = tokio::spawn(serve_tls(
+        secure,
+        Arc::new(tls),
+        service,
+        ServerOptions::default(),
+        stopped(stop_rx.clone()),
+    ));
+    let metrics_service = tower::service_fn(move |_req: http::Request<hyper::body::Incoming>| {
+        let registry = registry.clone();
+        async move {
+            let mut buf = Vec::new();
+            let _ = TextEncoder::new().encode(&registry.gather(), &mut buf);
+            let mut resp = http::Response::new(full(buf));
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    });
+    let metrics_task = tokio::spawn(serve_plain(
+        metrics_listener,
+        metrics_service,
+        ServerOptions::default(),
+        stopped(stop_rx),
+    ));
+
+    tracing::info!(%secure_addr, %metrics_addr, store = %store_spec, "zen-watcher dev is serving");
+    println!(
+        "zen-watcher dev is serving on {server_url}\n\n  kubectl --kubeconfig {kc} get observations -A\n  kubectl --kubeconfig {kc} api-resources --api-group=zen.watcher.io\n\nmetrics: http://{metrics_addr}/metrics; data in {data}",
+        kc = kubeconfig_path.display(),
+        data = config.data_dir.display(),
+    );
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = secure_task.await;
+    let _ = metrics_task.await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
