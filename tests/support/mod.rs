@@ -212,3 +212,167 @@ pub fn expect_line(
     }
     panic!("no line with {what} in 20 s; saw:\n{}", seen.join("\n"));
 }
+
+/// A raw HTTPS client with the dev admin certificate, for what kubectl cannot send
+/// (Accept and Content-Type headers, watch streams read line by line).
+pub mod client {
+    use std::{path::Path, sync::Arc, time::Duration};
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::TokioIo;
+    use rustls::pki_types::ServerName;
+    use tokio::net::TcpStream;
+
+    pub struct Client {
+        config: Arc<rustls::ClientConfig>,
+        port: u16,
+    }
+
+    pub struct Reply {
+        pub status: u16,
+        pub headers: http::HeaderMap,
+        pub body: Bytes,
+    }
+
+    impl Reply {
+        pub fn json(&self) -> serde_json::Value {
+            serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+                panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
+            })
+        }
+    }
+
+    fn pem_certs(path: &Path) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+        let pem = std::fs::read(path).expect("read certificate");
+        rustls_pemfile::certs(&mut pem.as_slice())
+            .map(|c| c.expect("PEM certificate"))
+            .collect()
+    }
+
+    impl Client {
+        /// A client of the dev server under `data_dir`, as the admin.
+        pub fn admin(data_dir: &Path, port: u16) -> Self {
+            let pki = data_dir.join("pki");
+            let mut roots = rustls::RootCertStore::empty();
+            for c in pem_certs(&pki.join("ca.crt")) {
+                roots.add(c).expect("CA");
+            }
+            let key_pem = std::fs::read(pki.join("admin.key")).expect("admin key");
+            let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+                .expect("PEM")
+                .expect("a key");
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_client_auth_cert(pem_certs(&pki.join("admin.crt")), key)
+            .expect("client certificate");
+            Self {
+                config: Arc::new(config),
+                port,
+            }
+        }
+
+        async fn connect(&self) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+            let tcp = TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .expect("connect");
+            let tls = tokio_rustls::TlsConnector::from(self.config.clone())
+                .connect(ServerName::try_from("localhost").expect("name"), tcp)
+                .await
+                .expect("TLS handshake");
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .expect("HTTP handshake");
+            tokio::spawn(conn);
+            sender
+        }
+
+        fn request(
+            method: &str,
+            path: &str,
+            headers: &[(&str, &str)],
+            body: &str,
+        ) -> http::Request<Full<Bytes>> {
+            let mut req = http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", "localhost");
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            req.body(Full::new(Bytes::from(body.to_owned())))
+                .expect("request")
+        }
+
+        /// One request, the whole answer.
+        pub async fn send(
+            &self,
+            method: &str,
+            path: &str,
+            headers: &[(&str, &str)],
+            body: &str,
+        ) -> Reply {
+            let mut sender = self.connect().await;
+            let resp = sender
+                .send_request(Self::request(method, path, headers, body))
+                .await
+                .expect("response");
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let body = resp.into_body().collect().await.expect("body").to_bytes();
+            Reply {
+                status,
+                headers,
+                body,
+            }
+        }
+
+        /// A watch: returns a receiver of parsed events.
+        pub async fn watch(
+            &self,
+            path: &str,
+            headers: &[(&str, &str)],
+        ) -> (u16, tokio::sync::mpsc::Receiver<serde_json::Value>) {
+            let mut sender = self.connect().await;
+            let resp = sender
+                .send_request(Self::request("GET", path, headers, ""))
+                .await
+                .expect("response");
+            let status = resp.status().as_u16();
+            let (tx, rx) = tokio::sync::mpsc::channel(1024);
+            let mut body = resp.into_body();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while let Some(frame) = body.frame().await {
+                    let Ok(frame) = frame else { break };
+                    if let Some(data) = frame.data_ref() {
+                        buf.extend_from_slice(data);
+                        while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                            let line: Vec<u8> = buf.drain(..=i).collect();
+                            if let Ok(v) = serde_json::from_slice(&line)
+                                && tx.send(v).await.is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+            (status, rx)
+        }
+    }
+
+    /// The next event of a watch, failing the test after 10 s.
+    pub async fn next_event(
+        rx: &mut tokio::sync::mpsc::Receiver<serde_json::Value>,
+    ) -> serde_json::Value {
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("a watch event within 10 s")
+            .expect("the watch is still open")
+    }
+}
