@@ -546,3 +546,82 @@ async fn watch_semantics() {
         panic!("a list of several objects with limit=1 has a continue token: {first}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_clients_of_the_dev_ca_get_in() {
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = DevServer::start(&data, &[]);
+    let port = server.secure_port;
+
+    // Plain HTTP gets no answer: the bytes are not a TLS handshake.
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tcp.write_all(b"GET /apis HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ =
+        tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+    assert!(
+        !String::from_utf8_lossy(&buf).contains("APIGroupList"),
+        "plain HTTP was served"
+    );
+
+    // A certificate from another CA (and no certificate at all) fails the handshake.
+    let other = tempfile::tempdir().unwrap();
+    let foreign = zen_certs::dev::DevPki::load_or_create(other.path(), &[]).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read_to_string(data.join("pki/ca.crt")).unwrap();
+    for c in zen_certs::tls::certs_from_pem(&ca, "ca").unwrap() {
+        roots.add(c).unwrap();
+    }
+    let builder = || {
+        rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots.clone())
+    };
+    let foreign_client = builder()
+        .with_client_auth_cert(
+            zen_certs::tls::certs_from_pem(&foreign.admin.cert_pem, "foreign").unwrap(),
+            zen_certs::tls::key_from_pem(&foreign.admin.key_pem, "foreign").unwrap(),
+        )
+        .unwrap();
+    for config in [foreign_client, builder().with_no_client_auth()] {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let refused = match tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+        {
+            Err(_) => true,
+            // TLS 1.3 reports a refused client certificate on the first read.
+            Ok(mut tls) => {
+                let _ = tls
+                    .write_all(b"GET /apis HTTP/1.1\r\nhost: localhost\r\n\r\n")
+                    .await;
+                let mut buf = Vec::new();
+                let read = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    tls.read_to_end(&mut buf),
+                )
+                .await;
+                matches!(read, Ok(Err(_))) || buf.is_empty()
+            }
+        };
+        assert!(refused, "a client without a dev-CA certificate was served");
+    }
+
+    // The admin kubeconfig's certificate is served.
+    let c = Client::admin(&data, port);
+    assert_eq!(c.send("GET", "/apis", &[], "").await.status, 200);
+}

@@ -129,3 +129,22 @@ fn a_broken_example_names_file_and_field() {
         "{err}"
     );
 }
+
+#[test]
+fn every_cel_expression_in_the_examples_compiles() {
+    let mut checked = 0;
+    for (file, object) in load_all() {
+        let exprs = match &object {
+            Object::Ingestor(i) => zen_admission::expressions::of_ingestor(&i.spec),
+            Object::IngestorPolicy(p) => zen_admission::expressions::of_policy(&p.spec),
+            Object::Other(_) => continue,
+        };
+        checked += exprs.len();
+        let errors = zen_admission::expressions::compile_all(&exprs);
+        assert!(errors.is_empty(), "{}: {errors:?}", file.display());
+    }
+    assert!(
+        checked > 20,
+        "only {checked} expressions found in the examples"
+    );
+}

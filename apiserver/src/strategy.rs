@@ -19,7 +19,7 @@ pub fn prepare_for_create(obj: &mut Value, kind: &str, uid: &str, now: &str) {
     let Some(map) = obj.as_object_mut() else {
         return;
     };
-    let meta = object_field(map, "metadata");
+    let mut meta = take_object(map, "metadata");
     meta.insert("uid".into(), json!(uid));
     meta.insert("creationTimestamp".into(), json!(now));
     meta.insert("generation".into(), json!(1));
@@ -32,6 +32,7 @@ pub fn prepare_for_create(obj: &mut Value, kind: &str, uid: &str, now: &str) {
     ] {
         meta.remove(owned);
     }
+    map.insert("metadata".into(), Value::Object(meta));
     // Status is the server's: whatever a client sends on create is replaced.
     map.remove("status");
     if kind == "Observation" {
@@ -72,7 +73,7 @@ pub fn prepare_for_update(new: &mut Value, old: &Value, target: Target) {
         }
     }
     let old_meta = old_map.get("metadata").and_then(Value::as_object);
-    let new_meta = object_field(new_map, "metadata");
+    let mut new_meta = take_object(new_map, "metadata");
     for immutable in [
         "uid",
         "creationTimestamp",
@@ -87,39 +88,37 @@ pub fn prepare_for_update(new: &mut Value, old: &Value, target: Target) {
     new_meta.remove("managedFields");
     new_meta.remove("selfLink");
     if target == Target::Main && new_map.get("spec") != old_map.get("spec") {
-        let generation = old_map
-            .get("metadata")
+        let generation = old_meta
             .and_then(|m| m.get("generation"))
             .and_then(Value::as_i64)
             .unwrap_or(1);
-        object_field(new_map, "metadata").insert("generation".into(), json!(generation + 1));
+        new_meta.insert("generation".into(), json!(generation + 1));
     }
+    new_map.insert("metadata".into(), Value::Object(new_meta));
 }
 
 /// `detectedAt` defaults to the creation time; the first occurrence is counted.
 fn default_observation(map: &mut Map<String, Value>, now: &str) {
-    let spec = object_field(map, "spec");
+    let mut spec = take_object(map, "spec");
     let detected = spec
         .get("detectedAt")
         .and_then(Value::as_str)
         .map(str::to_owned)
         .unwrap_or_else(|| now.to_owned());
     spec.entry("detectedAt").or_insert_with(|| json!(now));
+    map.insert("spec".into(), Value::Object(spec));
     map.insert(
         "status".into(),
         json!({"count": 1, "firstSeen": detected, "lastSeen": detected}),
     );
 }
 
-/// The object at `key` in `map`, made an object if it is missing or not one.
-fn object_field<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
-    let slot = map.entry(key).or_insert_with(|| json!({}));
-    if !slot.is_object() {
-        *slot = json!({});
-    }
-    match slot {
-        Value::Object(m) => m,
-        _ => unreachable!("just made an object"),
+/// Removes the object at `key` from `map` to work on it (an empty one if it is missing or
+/// not an object); the caller puts it back.
+fn take_object(map: &mut Map<String, Value>, key: &str) -> Map<String, Value> {
+    match map.remove(key) {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
     }
 }
 

@@ -33,6 +33,9 @@ const REVISION: &str = "revision";
 const MAX_BATCH: usize = 512;
 /// Writes waiting for the writer; beyond this, writes fail fast with `Unavailable`.
 const QUEUE: usize = 16 * 1024;
+/// Memory redb may use to cache pages. The OS page cache holds the file anyway; a small
+/// cache keeps the resident set predictable with hundreds of thousands of objects.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 enum Op {
     Create(ObjectKey, Bytes),
@@ -89,7 +92,9 @@ impl RedbStore {
     }
 
     pub fn open_with(path: &Path, limits: HubLimits) -> Result<Self> {
-        let db = Database::create(path)
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
             .map_err(|e| StoreError::Unavailable(format!("opening {}: {e}", path.display())))?;
         let revision = {
             let txn = db.begin_write().map_err(internal)?;

@@ -103,6 +103,11 @@ impl DevServer {
         }
     }
 
+    /// The server's process id (for resource measurements).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
     pub fn kubeconfig(&self) -> PathBuf {
         self.data_dir.join("kubeconfig")
     }

@@ -1,0 +1,379 @@
+//! End-to-end benchmark of the aggregated API (`cargo bench --bench api`).
+//!
+//! Runs the real `zen-watcher dev` binary and, in this process, a baseline: a TLS server with
+//! the same certificates and client authentication that answers every request with a fixed
+//! body. Both are measured in the same run over the same kind of connections, and the report
+//! gives ratios, because these machines are noisy. Results go to stdout as a Markdown table.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::{
+    convert::Infallible,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use support::DevServer;
+use tokio::net::{TcpListener, TcpStream};
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+struct Tls {
+    client: Arc<rustls::ClientConfig>,
+    server: Arc<rustls::ServerConfig>,
+}
+
+fn pem(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn tls(data: &std::path::Path) -> Tls {
+    let pki = data.join("pki");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut pem(&pki.join("ca.crt")).as_bytes()) {
+        roots.add(c.expect("CA")).expect("CA");
+    }
+    let certs = |p: &str| -> Vec<_> {
+        rustls_pemfile::certs(&mut pem(&pki.join(p)).as_bytes())
+            .map(|c| c.expect("cert"))
+            .collect()
+    };
+    let key = |p: &str| {
+        rustls_pemfile::private_key(&mut pem(&pki.join(p)).as_bytes())
+            .expect("key")
+            .expect("key")
+    };
+    let client = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs("admin.crt"), key("admin.key"))
+        .expect("client config");
+    let server = zen_certs::tls::mutual_tls_server(
+        &pem(&pki.join("tls.crt")),
+        &pem(&pki.join("tls.key")),
+        &pem(&pki.join("ca.crt")),
+    )
+    .expect("server config");
+    Tls {
+        client: Arc::new(client),
+        server: Arc::new(server),
+    }
+}
+
+async fn connect(tls: &Tls, port: u16) -> Sender {
+    let tcp = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    tcp.set_nodelay(true).ok();
+    let stream = tokio_rustls::TlsConnector::from(tls.client.clone())
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("handshake");
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("http");
+    tokio::spawn(conn);
+    sender
+}
+
+fn request(method: &str, path: &str, accept: &str, body: Bytes) -> http::Request<Full<Bytes>> {
+    http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .header("accept", accept)
+        .body(Full::new(body))
+        .expect("request")
+}
+
+/// The baseline: same TLS, a fixed answer.
+async fn start_echo(tls: &Tls, answer: Bytes) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let service = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let answer = answer.clone();
+        async move {
+            let _ = req.into_body().collect().await;
+            Ok::<_, Infallible>(http::Response::new(zen_serving::full(answer)))
+        }
+    });
+    tokio::spawn(zen_serving::serve_tls(
+        listener,
+        tls.server.clone(),
+        service,
+        zen_serving::ServerOptions::default(),
+        std::future::pending(),
+    ));
+    port
+}
+
+fn observation(i: u64) -> Bytes {
+    Bytes::from(format!(
+        r#"{{"apiVersion":"zen.watcher.io/v1alpha1","kind":"Observation","metadata":{{"generateName":"bench-","namespace":"default","labels":{{"bench":"x{}"}}}},"spec":{{"source":"trivy","category":"security","severity":"high","eventType":"vulnerability","title":"CVE-2026-{i:05} in libfoo","resource":{{"apiVersion":"v1","kind":"Pod","name":"web-{i}","namespace":"default"}}}}}}"#,
+        i % 10
+    ))
+}
+
+const OBS: &str = "/apis/zen.watcher.io/v1alpha1/namespaces/default/observations";
+
+/// Creates (POSTs) from `conns` keep-alive connections for `secs`; returns creates/s.
+async fn create_rate(
+    tls: &Tls,
+    port: u16,
+    conns: usize,
+    secs: u64,
+    counter: Arc<AtomicU64>,
+) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let mut sender = connect(tls, port).await;
+        let done = done.clone();
+        let counter = counter.clone();
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                if sender.ready().await.is_err() {
+                    break;
+                }
+                let resp = sender
+                    .send_request(request("POST", OBS, "application/json", observation(i)))
+                    .await
+                    .expect("response");
+                let ok = resp.status().is_success();
+                let _ = resp.into_body().collect().await;
+                if ok {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    done.load(Ordering::Relaxed) as f64 / secs as f64
+}
+
+/// Latencies of `n` sequential GETs on one connection.
+async fn get_latencies(
+    tls: &Tls,
+    port: u16,
+    path: &str,
+    accept: &str,
+    n: usize,
+) -> (Vec<Duration>, usize) {
+    let mut sender = connect(tls, port).await;
+    let mut out = Vec::new();
+    let mut size = 0;
+    for _ in 0..n {
+        sender.ready().await.expect("connection ready");
+        let start = Instant::now();
+        let resp = sender
+            .send_request(request("GET", path, accept, Bytes::new()))
+            .await
+            .expect("response");
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        out.push(start.elapsed());
+        size = body.len();
+    }
+    out.sort();
+    (out, size)
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing else to parse.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(run());
+}
+
+async fn run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let server = DevServer::start(&data, &[]);
+    let pid = server.pid();
+    let tls = tls(&data);
+    let echo_created = start_echo(&tls, observation(0)).await;
+    let counter = Arc::new(AtomicU64::new(0));
+    let mut rows: Vec<(String, String, String, String)> = Vec::new();
+
+    let conns = 32;
+    // 1. List 10,000 Observations as a Table.
+    // Seed about 10,000 Observations (the counter counts attempts; the table reports how
+    // many are stored).
+    while counter.load(Ordering::Relaxed) < 10_000 {
+        create_rate(&tls, server.secure_port, conns, 1, counter.clone()).await;
+    }
+    let table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+    let count_all = {
+        let mut s = connect(&tls, server.secure_port).await;
+        let resp = s
+            .send_request(request(
+                "GET",
+                OBS,
+                "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+                Bytes::new(),
+            ))
+            .await
+            .expect("count");
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        v["items"].as_array().map(Vec::len).unwrap_or(0)
+    };
+    let (list, size) = get_latencies(
+        &tls,
+        server.secure_port,
+        &format!("{OBS}?limit=10000"),
+        table,
+        20,
+    )
+    .await;
+    let echo_list = start_echo(&tls, Bytes::from(vec![b' '; size])).await;
+    let (echo, _) = get_latencies(&tls, echo_list, "/", table, 20).await;
+    rows.push((
+        format!(
+            "list 10,000 of {count_all} Observations as a Table ({} KiB), p50 / p99",
+            size / 1024
+        ),
+        format!("{} / {}", ms(pct(&list, 0.5)), ms(pct(&list, 0.99))),
+        format!("{} (TLS echo of the same size)", ms(pct(&echo, 0.5))),
+        format!(
+            "{:.2}",
+            pct(&list, 0.5).as_secs_f64() / pct(&echo, 0.5).as_secs_f64()
+        ),
+    ));
+
+    // 2. Create throughput, durable acknowledgement, 32 keep-alive connections.
+    let echo_rate = create_rate(&tls, echo_created, conns, 5, Arc::new(AtomicU64::new(0))).await;
+    let rate = create_rate(&tls, server.secure_port, conns, 10, counter.clone()).await;
+    rows.push((
+        format!("create Observation, {conns} keep-alive HTTPS connections"),
+        format!("{rate:.0} /s"),
+        format!("{echo_rate:.0} /s (TLS echo)"),
+        format!("{:.2}", rate / echo_rate),
+    ));
+
+    // 3. Watch fan-out: one change reaching 1,000 open watches.
+    let watchers = 1000;
+    let rv = {
+        let mut s = connect(&tls, server.secure_port).await;
+        let resp = s
+            .send_request(request(
+                "GET",
+                &format!("{OBS}?limit=1"),
+                "application/json",
+                Bytes::new(),
+            ))
+            .await
+            .expect("list");
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        v["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("0")
+            .to_owned()
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Instant>(watchers);
+    for _ in 0..watchers {
+        let mut s = connect(&tls, server.secure_port).await;
+        let path = format!("{OBS}?watch=true&resourceVersion={rv}&labelSelector=fanout%3Dyes");
+        let resp = s
+            .send_request(request("GET", &path, "application/json", Bytes::new()))
+            .await
+            .expect("watch");
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let _keep = s;
+            let mut body = resp.into_body();
+            if let Some(Ok(_frame)) = body.frame().await {
+                let _ = tx.send(Instant::now()).await;
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let body = r#"{"apiVersion":"zen.watcher.io/v1alpha1","kind":"Observation","metadata":{"name":"fanout","labels":{"fanout":"yes"}},"spec":{"source":"bench","category":"operations","severity":"info","eventType":"fanout"}}"#;
+    let mut s = connect(&tls, server.secure_port).await;
+    let start = Instant::now();
+    let resp = s
+        .send_request(request("POST", OBS, "application/json", Bytes::from(body)))
+        .await
+        .expect("create");
+    assert!(resp.status().is_success());
+    let mut lat = Vec::new();
+    while lat.len() < watchers {
+        match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+            Ok(Some(t)) => lat.push(t.duration_since(start)),
+            _ => break,
+        }
+    }
+    lat.sort();
+    let (echo_rtt, _) = get_latencies(&tls, echo_created, "/", "application/json", 50).await;
+    rows.push((
+        format!(
+            "one create reaching {watchers} open watches ({} delivered), p50 / p99",
+            lat.len()
+        ),
+        format!("{} / {}", ms(pct(&lat, 0.5)), ms(pct(&lat, 0.99))),
+        format!("{} (one TLS echo round trip)", ms(pct(&echo_rtt, 0.5))),
+        format!(
+            "{:.1}",
+            pct(&lat, 0.99).as_secs_f64() / pct(&echo_rtt, 0.5).as_secs_f64()
+        ),
+    ));
+
+    // 4. Memory with 100,000 stored Observations.
+    while counter.load(Ordering::Relaxed) < 100_000 {
+        create_rate(&tls, server.secure_port, conns, 2, counter.clone()).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    rows.push((
+        format!(
+            "resident memory of zen-watcher dev with {} Observations stored",
+            counter.load(Ordering::Relaxed)
+        ),
+        format!("{:.0} MB", rss_mb(pid)),
+        "—".into(),
+        "—".into(),
+    ));
+
+    println!("| measurement | zen-watcher | baseline (same run) | ratio |");
+    println!("|---|---|---|---|");
+    for (a, b, c, d) in rows {
+        println!("| {a} | {b} | {c} | {d} |");
+    }
+}
