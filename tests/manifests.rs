@@ -640,8 +640,10 @@ fn webhook_configurations_check_ingestors_and_policies() {
 fn built_in_role(kind: &str, ns: Option<&str>, name: &str) -> Option<Value> {
     match (kind, ns, name) {
         ("ClusterRole", None, "system:auth-delegator") => Some(json!([
-            {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
-            {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
+            {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"],
+             "verbs": ["create"]},
+            {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"],
+             "verbs": ["create"]},
         ])),
         ("Role", Some("kube-system"), "extension-apiserver-authentication-reader") => Some(json!([
             {"apiGroups": [""], "resources": ["configmaps"],

@@ -74,6 +74,100 @@ struct Inner {
     openapi: OpenApi,
     metrics: ApiMetrics,
     open_watches: AtomicUsize,
+    events: EventCache,
+}
+
+/// Watch events decoded and encoded once per change and output form, shared by every watcher
+/// that receives them: a change reaching 1,000 watches is parsed once, not 1,000 times.
+#[derive(Default)]
+struct EventCache {
+    entries: std::sync::Mutex<std::collections::VecDeque<CachedEvent>>,
+}
+
+struct CachedEvent {
+    revision: u64,
+    now: Option<Arc<Value>>,
+    before: Option<Arc<Value>>,
+    lines: Vec<(EventType, Output, bool, Bytes)>,
+}
+
+/// Recent changes kept decoded; watchers read the latest few at most.
+const EVENT_CACHE: usize = 64;
+
+impl EventCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<CachedEvent>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The object after the change and, when `with_before`, before it.
+    fn decoded(
+        &self,
+        event: &zen_store::Event,
+        with_before: bool,
+    ) -> (Option<Arc<Value>>, Option<Arc<Value>>) {
+        let mut entries = self.lock();
+        if let Some(e) = entries.iter_mut().find(|e| e.revision == event.revision) {
+            if with_before && e.before.is_none() {
+                e.before = event
+                    .prev
+                    .as_ref()
+                    .and_then(|p| decode_stored(&p.value, event.revision).ok())
+                    .map(Arc::new);
+            }
+            return (e.now.clone(), e.before.clone());
+        }
+        let now = decode_stored(&event.value, event.revision)
+            .ok()
+            .map(Arc::new);
+        let before = if with_before {
+            event
+                .prev
+                .as_ref()
+                .and_then(|p| decode_stored(&p.value, event.revision).ok())
+                .map(Arc::new)
+        } else {
+            None
+        };
+        entries.push_back(CachedEvent {
+            revision: event.revision,
+            now: now.clone(),
+            before: before.clone(),
+            lines: Vec::new(),
+        });
+        while entries.len() > EVENT_CACHE {
+            entries.pop_front();
+        }
+        (now, before)
+    }
+
+    /// The encoded line for this change, kind and output form.
+    fn line(
+        &self,
+        revision: u64,
+        kind: EventType,
+        output: Output,
+        from_before: bool,
+        render: impl FnOnce() -> Bytes,
+    ) -> Bytes {
+        if let Some(line) = self
+            .lock()
+            .iter()
+            .find(|e| e.revision == revision)
+            .and_then(|e| {
+                e.lines
+                    .iter()
+                    .find(|(k, o, b, _)| *k == kind && *o == output && *b == from_before)
+                    .map(|(_, _, _, line)| line.clone())
+            })
+        {
+            return line;
+        }
+        let line = render();
+        if let Some(e) = self.lock().iter_mut().find(|e| e.revision == revision) {
+            e.lines.push((kind, output, from_before, line.clone()));
+        }
+        line
+    }
 }
 
 impl From<StoreError> for ApiError {
@@ -109,6 +203,7 @@ impl ApiServer {
                 store,
                 metrics,
                 open_watches: AtomicUsize::new(0),
+                events: EventCache::default(),
             }),
         })
     }
@@ -848,6 +943,7 @@ impl ApiServer {
         };
         let (tx, body) = watch::channel_body();
         let resource = resource.clone();
+        let selective = !labels.is_empty() || !fields.is_empty();
         let matches = move |o: &Value| labels.matches(o) && fields.matches(o);
         let subscription = inner.store.watch(prefix, start);
         let timeout = params.timeout.unwrap_or(DEFAULT_WATCH_TIMEOUT);
@@ -858,7 +954,7 @@ impl ApiServer {
             let _guard = guard;
             let api_version = format!("{API_GROUP}/{VERSION}");
             let send = |kind: EventType, obj: Value| {
-                let rendered = render_event_object(&resource, obj, output);
+                let rendered = render_object(&resource, obj, output);
                 watch::encode(kind, &rendered)
             };
             let mut watcher = match subscription {
@@ -904,23 +1000,29 @@ impl ApiServer {
                     event = watcher.next() => {
                         let Ok(event) = event else { break };
                         last_rev = event.revision;
-                        let Ok(now) = decode_stored(&event.value, event.revision) else { continue };
-                        let before = event.prev.as_ref().and_then(|p| decode_stored(&p.value, event.revision).ok());
+                        let (Some(now), before) = inner.events.decoded(&event, selective) else { continue };
                         let stored = match event.kind {
                             EventKind::Added => EventType::Added,
                             EventKind::Modified => EventType::Modified,
                             EventKind::Deleted => EventType::Deleted,
                         };
-                        let was = before.as_ref().is_some_and(&matches);
-                        let is = event.kind != EventKind::Deleted && matches(&now);
-                        let was = if event.kind == EventKind::Deleted { matches(&now) } else { was };
+                        let (was, is) = match event.kind {
+                            EventKind::Deleted => (matches(&now), false),
+                            EventKind::Added => (false, matches(&now)),
+                            EventKind::Modified if !selective => (true, true),
+                            EventKind::Modified => (before.as_deref().is_some_and(&matches), matches(&now)),
+                        };
                         let Some(kind) = watch::transition(stored, was, is) else { continue };
                         // An object leaving the selection is reported as it was.
-                        let obj = match (kind, event.kind, before) {
-                            (EventType::Deleted, EventKind::Modified, Some(b)) => b,
+                        let from_before = kind == EventType::Deleted && event.kind == EventKind::Modified;
+                        let obj = match (from_before, before) {
+                            (true, Some(b)) => b,
                             _ => now,
                         };
-                        if tx.send(send(kind, obj)).await.is_err() {
+                        let line = inner.events.line(event.revision, kind, output, from_before, || {
+                            send(kind, Value::clone(&obj))
+                        });
+                        if tx.send(line).await.is_err() {
                             break;
                         }
                     }
@@ -1141,25 +1243,16 @@ fn render_one(
     status: StatusCode,
     warnings: &[String],
 ) -> Response<Body> {
-    let value = match output {
-        Output::Table(v) => {
-            let meta = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
-            table::render(
-                resource,
-                &[obj],
-                v,
-                table::IncludeObject::Metadata,
-                meta,
-                Timestamp::now(),
-            )
-        }
-        Output::PartialMetadata(v) => table::partial_metadata(&obj, v),
-        _ => obj,
-    };
-    json_response(status, &value, output, warnings)
+    json_response(
+        status,
+        &render_object(resource, obj, output),
+        output,
+        warnings,
+    )
 }
 
-fn render_event_object(resource: &ServedResource, obj: Value, output: Output) -> Value {
+/// One object in the requested form (also each watch event's object).
+fn render_object(resource: &ServedResource, obj: Value, output: Output) -> Value {
     match output {
         Output::Table(v) => {
             let meta = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});

@@ -98,13 +98,7 @@ impl Ca {
                 .unwrap_or("zen-watcher"),
         );
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        validity(&mut params, lifetime);
-        let cert = params.signed_by(&key, &self.issuer).map_err(err)?;
-        Ok(CertifiedKeyPem {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
+        self.sign(params, key, lifetime)
     }
 
     /// A client certificate for `user` in `group` (CN and O, as Kubernetes reads them).
@@ -125,6 +119,16 @@ impl Ca {
                 .push(DnType::OrganizationName, group);
         }
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign(params, key, lifetime)
+    }
+
+    /// Signs a leaf certificate for `key` valid for `lifetime` from now.
+    fn sign(
+        &self,
+        mut params: CertificateParams,
+        key: KeyPair,
+        lifetime: Duration,
+    ) -> Result<CertifiedKeyPem, CertError> {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         validity(&mut params, lifetime);
         let cert = params.signed_by(&key, &self.issuer).map_err(err)?;
