@@ -1286,12 +1286,18 @@ fn render_list(
             meta,
             Timestamp::now(),
         ),
-        Output::PartialMetadata(v) => json!({
-            "kind": "PartialObjectMetadataList",
-            "apiVersion": v.api_version(),
-            "metadata": meta,
-            "items": items.iter().map(|i| table::partial_metadata(i, v)).collect::<Vec<_>>(),
-        }),
+        Output::PartialMetadata(v) => {
+            let mut map = Map::new();
+            map.insert("kind".into(), json!("PartialObjectMetadataList"));
+            map.insert("apiVersion".into(), json!(v.api_version()));
+            map.insert("metadata".into(), meta);
+            let partial = items
+                .iter()
+                .map(|i| table::partial_metadata(i, v))
+                .collect();
+            map.insert("items".into(), Value::Array(partial));
+            Value::Object(map)
+        }
         _ => {
             let mut map = Map::new();
             map.insert("apiVersion".into(), json!(format!("{API_GROUP}/{VERSION}")));

@@ -2,7 +2,7 @@
 //! printer columns.
 
 use k8s_openapi::jiff::Timestamp;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::{negotiation::MetaVersion, resources::ServedResource};
 
@@ -42,45 +42,57 @@ pub fn render(
     columns.extend(resource.columns.iter().map(|c| {
         json!({"name": c.name, "type": c.type_, "format": "", "description": c.description, "priority": c.priority})
     }));
+    // Rows are built from owned values: `json!` would deep-copy every embedded Value.
     let rows: Vec<Value> = items
         .iter()
         .map(|item| {
-            let mut cells = vec![
+            let mut cells = Vec::with_capacity(resource.columns.len() + 1);
+            cells.push(
                 item.pointer("/metadata/name")
                     .cloned()
                     .unwrap_or(Value::Null),
-            ];
+            );
             cells.extend(
                 resource
                     .columns
                     .iter()
                     .map(|c| cell(item, &c.json_path, &c.type_, now)),
             );
-            let mut row = json!({"cells": cells});
+            let mut row = Map::new();
+            row.insert("cells".into(), Value::Array(cells));
             match include {
                 IncludeObject::None => {}
-                IncludeObject::Metadata => row["object"] = partial_metadata(item, version),
-                IncludeObject::Object => row["object"] = item.clone(),
+                IncludeObject::Metadata => {
+                    row.insert("object".into(), partial_metadata(item, version));
+                }
+                IncludeObject::Object => {
+                    row.insert("object".into(), item.clone());
+                }
             }
-            row
+            Value::Object(row)
         })
         .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": version.api_version(),
-        "metadata": list_metadata,
-        "columnDefinitions": columns,
-        "rows": rows,
-    })
+    let mut table = Map::new();
+    table.insert("kind".into(), json!("Table"));
+    table.insert("apiVersion".into(), json!(version.api_version()));
+    table.insert("metadata".into(), list_metadata);
+    table.insert("columnDefinitions".into(), Value::Array(columns));
+    table.insert("rows".into(), Value::Array(rows));
+    Value::Object(table)
 }
 
 /// An object reduced to its metadata, as `PartialObjectMetadata`.
 pub fn partial_metadata(item: &Value, version: MetaVersion) -> Value {
-    json!({
-        "kind": "PartialObjectMetadata",
-        "apiVersion": version.api_version(),
-        "metadata": item.get("metadata").cloned().unwrap_or_else(|| json!({})),
-    })
+    let mut map = Map::new();
+    map.insert("kind".into(), json!("PartialObjectMetadata"));
+    map.insert("apiVersion".into(), json!(version.api_version()));
+    map.insert(
+        "metadata".into(),
+        item.get("metadata")
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Map::new())),
+    );
+    Value::Object(map)
 }
 
 /// The value at a simple JSONPath (`.spec.resource.name`), rendered for its column type.
