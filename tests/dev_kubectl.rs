@@ -30,6 +30,13 @@ spec:
     )
 }
 
+/// The line of `out` that starts with `name`.
+fn row<'a>(out: &'a str, name: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("no {name} in:\n{out}"))
+}
+
 fn columns(header: &str) -> Vec<String> {
     header.split_whitespace().map(str::to_owned).collect()
 }
@@ -42,10 +49,7 @@ fn kubectl_treats_observations_as_built_in() {
 
     // Discovery.
     let out = server.kubectl_ok(&["api-resources", "--api-group=zen.watcher.io", "-o", "wide"]);
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("observations"))
-        .unwrap_or_else(|| panic!("{out}"));
+    let line = row(&out, "observations");
     assert_eq!(
         columns(line)[..5],
         [
@@ -110,12 +114,9 @@ fn kubectl_treats_observations_as_built_in() {
         ],
         "{out}"
     );
-    let row = out
-        .lines()
-        .find(|l| l.starts_with("shell-1"))
-        .unwrap_or_else(|| panic!("{out}"));
+    let shell = row(&out, "shell-1");
     assert_eq!(
-        columns(row)[..6],
+        columns(shell)[..6],
         [
             "shell-1",
             "falco",

@@ -546,13 +546,7 @@ impl ApiServer {
             .store
             .create(Self::key(resource, ns, &name), stored)
             .await
-            .map_err(|e| match e {
-                StoreError::AlreadyExists => ApiError::AlreadyExists {
-                    resource: resource.plural.into(),
-                    name: name.clone(),
-                },
-                other => other.into(),
-            })?;
+            .map_err(write_error(resource, &name))?;
         set_revision(&mut obj, rev);
         Ok(render_one(
             resource,
@@ -653,11 +647,7 @@ impl ApiServer {
             .store
             .update(Self::key(resource, ns, name), stored, Some(expected))
             .await
-            .map_err(|e| match e {
-                StoreError::Conflict { .. } => conflict(resource, name),
-                StoreError::NotFound => not_found(resource, name),
-                other => other.into(),
-            })?;
+            .map_err(write_error(resource, name))?;
         set_revision(obj, rev);
         Ok(render_one(
             resource,
@@ -789,11 +779,7 @@ impl ApiServer {
             .store
             .delete(Self::key(resource, ns, name), Some(rev))
             .await
-            .map_err(|e| match e {
-                StoreError::Conflict { .. } => conflict(resource, name),
-                StoreError::NotFound => not_found(resource, name),
-                other => other.into(),
-            })?;
+            .map_err(write_error(resource, name))?;
         let obj = decode_stored(&last, rev)?;
         Ok(render_one(resource, obj, output, StatusCode::OK, &[]))
     }
@@ -1083,6 +1069,22 @@ fn not_found(resource: &ServedResource, name: &str) -> ApiError {
     ApiError::NotFound {
         resource: resource.plural.into(),
         name: name.into(),
+    }
+}
+
+/// A store error of a write to one named object, as kube-apiserver states it.
+fn write_error<'a>(
+    resource: &'a ServedResource,
+    name: &'a str,
+) -> impl FnOnce(StoreError) -> ApiError + 'a {
+    move |e| match e {
+        StoreError::Conflict { .. } => conflict(resource, name),
+        StoreError::NotFound => not_found(resource, name),
+        StoreError::AlreadyExists => ApiError::AlreadyExists {
+            resource: resource.plural.into(),
+            name: name.into(),
+        },
+        other => other.into(),
     }
 }
 
