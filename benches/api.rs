@@ -19,15 +19,11 @@ use std::{
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
-use support::DevServer;
-use tokio::net::{TcpListener, TcpStream};
+use support::{DevServer, client::Client};
+use tokio::net::TcpListener;
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
-
+/// The dev server's certificates, served by the baseline too.
 struct Tls {
-    client: Arc<rustls::ClientConfig>,
     server: Arc<rustls::ServerConfig>,
 }
 
@@ -37,27 +33,6 @@ fn pem(path: &std::path::Path) -> String {
 
 fn tls(data: &std::path::Path) -> Tls {
     let pki = data.join("pki");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut pem(&pki.join("ca.crt")).as_bytes()) {
-        roots.add(c.expect("CA")).expect("CA");
-    }
-    let certs = |p: &str| -> Vec<_> {
-        rustls_pemfile::certs(&mut pem(&pki.join(p)).as_bytes())
-            .map(|c| c.expect("cert"))
-            .collect()
-    };
-    let key = |p: &str| {
-        rustls_pemfile::private_key(&mut pem(&pki.join(p)).as_bytes())
-            .expect("key")
-            .expect("key")
-    };
-    let client = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_client_auth_cert(certs("admin.crt"), key("admin.key"))
-        .expect("client config");
     let server = zen_certs::tls::mutual_tls_server(
         &pem(&pki.join("tls.crt")),
         &pem(&pki.join("tls.key")),
@@ -65,25 +40,8 @@ fn tls(data: &std::path::Path) -> Tls {
     )
     .expect("server config");
     Tls {
-        client: Arc::new(client),
         server: Arc::new(server),
     }
-}
-
-async fn connect(tls: &Tls, port: u16) -> Sender {
-    let tcp = TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    tcp.set_nodelay(true).ok();
-    let stream = tokio_rustls::TlsConnector::from(tls.client.clone())
-        .connect(ServerName::try_from("localhost").expect("name"), tcp)
-        .await
-        .expect("handshake");
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("http");
-    tokio::spawn(conn);
-    sender
 }
 
 fn request(method: &str, path: &str, accept: &str, body: Bytes) -> http::Request<Full<Bytes>> {
@@ -128,18 +86,12 @@ fn observation(i: u64) -> Bytes {
 const OBS: &str = "/apis/zen.watcher.io/v1alpha1/namespaces/default/observations";
 
 /// Creates (POSTs) from `conns` keep-alive connections for `secs`; returns creates/s.
-async fn create_rate(
-    tls: &Tls,
-    port: u16,
-    conns: usize,
-    secs: u64,
-    counter: Arc<AtomicU64>,
-) -> f64 {
+async fn create_rate(client: &Client, conns: usize, secs: u64, counter: Arc<AtomicU64>) -> f64 {
     let done = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for _ in 0..conns {
-        let mut sender = connect(tls, port).await;
+        let mut sender = client.connect().await;
         let done = done.clone();
         let counter = counter.clone();
         tasks.push(tokio::spawn(async move {
@@ -168,13 +120,12 @@ async fn create_rate(
 
 /// Latencies of `n` sequential GETs on one connection.
 async fn get_latencies(
-    tls: &Tls,
-    port: u16,
+    client: &Client,
     path: &str,
     accept: &str,
     n: usize,
 ) -> (Vec<Duration>, usize) {
-    let mut sender = connect(tls, port).await;
+    let mut sender = client.connect().await;
     let mut out = Vec::new();
     let mut size = 0;
     for _ in 0..n {
@@ -229,6 +180,8 @@ async fn run() {
     let pid = server.pid();
     let tls = tls(&data);
     let echo_created = start_echo(&tls, observation(0)).await;
+    let api = Client::admin(&data, server.secure_port);
+    let echo = Client::admin_of(&data, echo_created);
     let counter = Arc::new(AtomicU64::new(0));
     let mut rows: Vec<(String, String, String, String)> = Vec::new();
 
@@ -237,11 +190,11 @@ async fn run() {
     // Seed about 10,000 Observations (the counter counts attempts; the table reports how
     // many are stored).
     while counter.load(Ordering::Relaxed) < 10_000 {
-        create_rate(&tls, server.secure_port, conns, 1, counter.clone()).await;
+        create_rate(&api, conns, 1, counter.clone()).await;
     }
     let table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
     let count_all = {
-        let mut s = connect(&tls, server.secure_port).await;
+        let mut s = api.connect().await;
         let resp = s
             .send_request(request(
                 "GET",
@@ -255,32 +208,25 @@ async fn run() {
         let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
         v["items"].as_array().map(Vec::len).unwrap_or(0)
     };
-    let (list, size) = get_latencies(
-        &tls,
-        server.secure_port,
-        &format!("{OBS}?limit=10000"),
-        table,
-        20,
-    )
-    .await;
+    let (list, size) = get_latencies(&api, &format!("{OBS}?limit=10000"), table, 20).await;
     let echo_list = start_echo(&tls, Bytes::from(vec![b' '; size])).await;
-    let (echo, _) = get_latencies(&tls, echo_list, "/", table, 20).await;
+    let (echo_lat, _) = get_latencies(&Client::admin_of(&data, echo_list), "/", table, 20).await;
     rows.push((
         format!(
             "list 10,000 of {count_all} Observations as a Table ({} KiB), p50 / p99",
             size / 1024
         ),
         format!("{} / {}", ms(pct(&list, 0.5)), ms(pct(&list, 0.99))),
-        format!("{} (TLS echo of the same size)", ms(pct(&echo, 0.5))),
+        format!("{} (TLS echo of the same size)", ms(pct(&echo_lat, 0.5))),
         format!(
             "{:.2}",
-            pct(&list, 0.5).as_secs_f64() / pct(&echo, 0.5).as_secs_f64()
+            pct(&list, 0.5).as_secs_f64() / pct(&echo_lat, 0.5).as_secs_f64()
         ),
     ));
 
     // 2. Create throughput, durable acknowledgement, 32 keep-alive connections.
-    let echo_rate = create_rate(&tls, echo_created, conns, 5, Arc::new(AtomicU64::new(0))).await;
-    let rate = create_rate(&tls, server.secure_port, conns, 10, counter.clone()).await;
+    let echo_rate = create_rate(&echo, conns, 5, Arc::new(AtomicU64::new(0))).await;
+    let rate = create_rate(&api, conns, 10, counter.clone()).await;
     rows.push((
         format!("create Observation, {conns} keep-alive HTTPS connections"),
         format!("{rate:.0} /s"),
@@ -291,7 +237,7 @@ async fn run() {
     // 3. Watch fan-out: one change reaching 1,000 open watches.
     let watchers = 1000;
     let rv = {
-        let mut s = connect(&tls, server.secure_port).await;
+        let mut s = api.connect().await;
         let resp = s
             .send_request(request(
                 "GET",
@@ -310,7 +256,7 @@ async fn run() {
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Instant>(watchers);
     for _ in 0..watchers {
-        let mut s = connect(&tls, server.secure_port).await;
+        let mut s = api.connect().await;
         let path = format!("{OBS}?watch=true&resourceVersion={rv}&labelSelector=fanout%3Dyes");
         let resp = s
             .send_request(request("GET", &path, "application/json", Bytes::new()))
@@ -327,7 +273,7 @@ async fn run() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let body = r#"{"apiVersion":"zen.watcher.io/v1alpha1","kind":"Observation","metadata":{"name":"fanout","labels":{"fanout":"yes"}},"spec":{"source":"bench","category":"operations","severity":"info","eventType":"fanout"}}"#;
-    let mut s = connect(&tls, server.secure_port).await;
+    let mut s = api.connect().await;
     let start = Instant::now();
     let resp = s
         .send_request(request("POST", OBS, "application/json", Bytes::from(body)))
@@ -342,7 +288,7 @@ async fn run() {
         }
     }
     lat.sort();
-    let (echo_rtt, _) = get_latencies(&tls, echo_created, "/", "application/json", 50).await;
+    let (echo_rtt, _) = get_latencies(&echo, "/", "application/json", 50).await;
     rows.push((
         format!(
             "one create reaching {watchers} open watches ({} delivered), p50 / p99",
@@ -357,8 +303,8 @@ async fn run() {
     ));
 
     // 4. Memory with 100,000 stored Observations.
-    while counter.load(Ordering::Relaxed) < 100_000 {
-        create_rate(&tls, server.secure_port, conns, 2, counter.clone()).await;
+    while counter.load(Ordering::Relaxed) < 95_000 {
+        create_rate(&api, conns, 1, counter.clone()).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     rows.push((

@@ -67,29 +67,14 @@ fn kubectl_treats_observations_as_built_in() {
     );
 
     // apply creates, apply again configures.
-    let out = server.kubectl_stdin(
-        &["apply", "-f", "-"],
-        &observation("shell-1", "critical", "falco"),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        server.kubectl_apply(&observation("shell-1", "critical", "falco")),
         "observation.zen.watcher.io/shell-1 created"
     );
     let changed =
         observation("shell-1", "critical", "falco").replace("Shell spawned", "A shell spawned");
-    let out = server.kubectl_stdin(&["apply", "-f", "-"], &changed);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        server.kubectl_apply(&changed),
         "observation.zen.watcher.io/shell-1 configured"
     );
 

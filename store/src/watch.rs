@@ -92,7 +92,7 @@ pub struct HubLimits {
 impl Default for HubLimits {
     fn default() -> Self {
         Self {
-            history: 20_000,
+            history: 10_000,
             watcher_buffer: 1_024,
         }
     }

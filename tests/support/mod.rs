@@ -136,6 +136,17 @@ impl DevServer {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `kubectl apply -f -` of `yaml`, which must succeed; returns what kubectl printed.
+    pub fn kubectl_apply(&self, yaml: &str) -> String {
+        let out = self.kubectl_stdin(&["apply", "-f", "-"], yaml);
+        assert!(
+            out.status.success(),
+            "kubectl apply failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// Runs kubectl with `stdin` as input (for `apply -f -`).
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
         kubectl_with(&self.kubeconfig(), args, Some(stdin))
@@ -258,6 +269,11 @@ pub mod client {
     impl Client {
         /// A client of the dev server under `data_dir`, as the admin.
         pub fn admin(data_dir: &Path, port: u16) -> Self {
+            Self::admin_of(data_dir, port)
+        }
+
+        /// A client with the dev admin certificate for any server on `port` that trusts it.
+        pub fn admin_of(data_dir: &Path, port: u16) -> Self {
             let pki = data_dir.join("pki");
             let mut roots = rustls::RootCertStore::empty();
             for c in pem_certs(&pki.join("ca.crt")) {
@@ -281,10 +297,12 @@ pub mod client {
             }
         }
 
-        async fn connect(&self) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+        /// A new keep-alive HTTP/1.1 connection.
+        pub async fn connect(&self) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
             let tcp = TcpStream::connect(("127.0.0.1", self.port))
                 .await
                 .expect("connect");
+            tcp.set_nodelay(true).ok();
             let tls = tokio_rustls::TlsConnector::from(self.config.clone())
                 .connect(ServerName::try_from("localhost").expect("name"), tcp)
                 .await
