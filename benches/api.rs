@@ -118,6 +118,56 @@ async fn create_rate(client: &Client, conns: usize, secs: u64, counter: Arc<Atom
     done.load(Ordering::Relaxed) as f64 / secs as f64
 }
 
+/// Creates exactly `n` Observations from `conns` keep-alive connections, retrying refusals.
+async fn create_exactly(client: &Client, conns: usize, n: u64, counter: Arc<AtomicU64>) {
+    let remaining = Arc::new(AtomicU64::new(n));
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let mut sender = client.connect().await;
+        let remaining = remaining.clone();
+        let counter = counter.clone();
+        tasks.push(tokio::spawn(async move {
+            // Claim one creation at a time; give it back if the server refused it.
+            while remaining
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| r.checked_sub(1))
+                .is_ok()
+            {
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                sender.ready().await.expect("connection ready");
+                let resp = sender
+                    .send_request(request("POST", OBS, "application/json", observation(i)))
+                    .await
+                    .expect("response");
+                let ok = resp.status().is_success();
+                let _ = resp.into_body().collect().await;
+                if !ok {
+                    remaining.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+}
+
+/// How many Observations the server stores.
+async fn stored(client: &Client) -> usize {
+    let mut s = client.connect().await;
+    let resp = s
+        .send_request(request(
+            "GET",
+            OBS,
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+            Bytes::new(),
+        ))
+        .await
+        .expect("count");
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    v["items"].as_array().map(Vec::len).unwrap_or(0)
+}
+
 /// Latencies of `n` sequential GETs on one connection.
 async fn get_latencies(
     client: &Client,
@@ -193,21 +243,7 @@ async fn run() {
         create_rate(&api, conns, 1, counter.clone()).await;
     }
     let table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
-    let count_all = {
-        let mut s = api.connect().await;
-        let resp = s
-            .send_request(request(
-                "GET",
-                OBS,
-                "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
-                Bytes::new(),
-            ))
-            .await
-            .expect("count");
-        let body = resp.into_body().collect().await.expect("body").to_bytes();
-        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
-        v["items"].as_array().map(Vec::len).unwrap_or(0)
-    };
+    let count_all = stored(&api).await;
     let (list, size) = get_latencies(&api, &format!("{OBS}?limit=10000"), table, 20).await;
     let echo_list = start_echo(&tls, Bytes::from(vec![b' '; size])).await;
     let (echo_lat, _) = get_latencies(&Client::admin_of(&data, echo_list), "/", table, 20).await;
@@ -226,7 +262,12 @@ async fn run() {
 
     // 2. Create throughput, durable acknowledgement, 32 keep-alive connections.
     let echo_rate = create_rate(&echo, conns, 5, Arc::new(AtomicU64::new(0))).await;
-    let rate = create_rate(&api, conns, 10, counter.clone()).await;
+    // A fixed number rather than a fixed time, so the memory figure below can be taken at
+    // exactly 100,000 stored objects.
+    let creates = 60_000;
+    let start = Instant::now();
+    create_exactly(&api, conns, creates, counter.clone()).await;
+    let rate = creates as f64 / start.elapsed().as_secs_f64();
     rows.push((
         format!("create Observation, {conns} keep-alive HTTPS connections"),
         format!("{rate:.0} /s"),
@@ -302,17 +343,16 @@ async fn run() {
         ),
     ));
 
-    // 4. Memory with 100,000 stored Observations.
-    while counter.load(Ordering::Relaxed) < 95_000 {
-        create_rate(&api, conns, 1, counter.clone()).await;
-    }
+    // 4. Memory with exactly 100,000 stored Observations.
+    let target: u64 = 100_000;
+    let have = stored(&api).await as u64;
+    create_exactly(&api, conns, target.saturating_sub(have), counter.clone()).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss = rss_mb(pid);
+    let count = stored(&api).await;
     rows.push((
-        format!(
-            "resident memory of zen-watcher dev with {} Observations stored",
-            counter.load(Ordering::Relaxed)
-        ),
-        format!("{:.0} MB", rss_mb(pid)),
+        format!("resident memory of zen-watcher dev with {count} Observations stored"),
+        format!("{rss:.0} MB"),
         "—".into(),
         "—".into(),
     ));

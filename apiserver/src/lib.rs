@@ -17,4 +17,5 @@ pub mod status;
 pub mod strategy;
 pub mod table;
 pub mod ttl;
+pub mod view;
 pub mod watch;

@@ -1,11 +1,11 @@
 //! Label and field selectors, with the grammar of k8s.io/apimachinery's `labels` and `fields`
-//! packages, matched against JSON objects.
+//! packages, matched against decoded objects and stored ones read in place.
 
-use std::collections::BTreeSet;
+use std::{borrow::Cow, collections::BTreeSet};
 
 use serde_json::Value;
 
-use crate::status::ApiError;
+use crate::{status::ApiError, view::ObjectView};
 
 /// One label requirement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,18 +213,15 @@ impl LabelSelector {
     }
 
     /// Whether an object (its `metadata.labels`) satisfies every requirement.
-    pub fn matches(&self, object: &Value) -> bool {
-        let labels = object
-            .pointer("/metadata/labels")
-            .and_then(Value::as_object);
-        let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+    pub fn matches(&self, object: &impl Selectable) -> bool {
+        let get = |k: &str| object.label(k);
         self.0.iter().all(|r| match r {
             Requirement::Exists(k) => get(k).is_some(),
             Requirement::DoesNotExist(k) => get(k).is_none(),
-            Requirement::Equals(k, v) => get(k) == Some(v.as_str()),
-            Requirement::NotEquals(k, v) => get(k) != Some(v.as_str()),
-            Requirement::In(k, vs) => get(k).is_some_and(|x| vs.contains(x)),
-            Requirement::NotIn(k, vs) => get(k).is_none_or(|x| !vs.contains(x)),
+            Requirement::Equals(k, v) => get(k).as_deref() == Some(v.as_str()),
+            Requirement::NotEquals(k, v) => get(k).as_deref() != Some(v.as_str()),
+            Requirement::In(k, vs) => get(k).is_some_and(|x| vs.contains(x.as_ref())),
+            Requirement::NotIn(k, vs) => get(k).is_none_or(|x| !vs.contains(x.as_ref())),
             Requirement::GreaterThan(k, n) => get(k)
                 .and_then(|x| x.parse::<i64>().ok())
                 .is_some_and(|x| x > *n),
@@ -328,19 +325,70 @@ impl FieldSelector {
         self.0.is_empty()
     }
 
-    pub fn matches(&self, object: &Value) -> bool {
+    pub fn matches(&self, object: &impl Selectable) -> bool {
         self.0.iter().all(|r| {
-            let mut node = Some(object);
-            for part in r.field.split('.') {
-                node = node.and_then(|n| n.get(part));
-            }
-            let actual = match node {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Null) | None => String::new(),
-                Some(other) => other.to_string(),
-            };
-            (actual == r.value) != r.negate
+            let actual = object.field(&r.field);
+            (actual.as_deref().unwrap_or("") == r.value) != r.negate
         })
+    }
+}
+
+/// What selectors read from an object: decoded objects and stored ones read in place answer
+/// the same way.
+pub trait Selectable {
+    fn label(&self, key: &str) -> Option<Cow<'_, str>>;
+    /// A field as a field selector compares it: strings as they are, other values as JSON
+    /// text, absent and null as `None`.
+    fn field(&self, path: &str) -> Option<Cow<'_, str>>;
+}
+
+impl Selectable for Value {
+    fn label(&self, key: &str) -> Option<Cow<'_, str>> {
+        self.pointer("/metadata/labels")?
+            .get(key)?
+            .as_str()
+            .map(Cow::Borrowed)
+    }
+
+    fn field(&self, path: &str) -> Option<Cow<'_, str>> {
+        let node = path.split('.').try_fold(self, |n, part| n.get(part))?;
+        match node {
+            Value::String(s) => Some(Cow::Borrowed(s)),
+            Value::Null => None,
+            other => Some(Cow::Owned(other.to_string())),
+        }
+    }
+}
+
+impl Selectable for ObjectView<'_> {
+    fn label(&self, key: &str) -> Option<Cow<'_, str>> {
+        ObjectView::label(self, key)
+    }
+
+    fn field(&self, path: &str) -> Option<Cow<'_, str>> {
+        let raw = self.get(path)?.get();
+        match raw {
+            "null" => None,
+            _ if raw.starts_with('"') => self.str(path),
+            _ => Some(Cow::Borrowed(raw)),
+        }
+    }
+}
+
+/// A request's label and field selectors together.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+}
+
+impl Selection {
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+
+    pub fn matches(&self, object: &impl Selectable) -> bool {
+        self.labels.matches(object) && self.fields.matches(object)
     }
 }
 

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use k8s_openapi::jiff::Timestamp;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use zen_crds::{
     API_GROUP, VERSION,
     schema::{SchemaValidator, UnknownFields},
@@ -40,10 +40,11 @@ use crate::{
     patch::{self, PatchType},
     request_info::{RequestInfo, ResourceRequest},
     resources::{ServedResource, catalog},
-    selectors::{FieldSelector, LabelSelector},
+    selectors::{FieldSelector, LabelSelector, Selection},
     status::{ApiError, Cause, MODIFIED},
     strategy::{self, Target},
     table,
+    view::ObjectView,
     watch::{self, EventType},
 };
 
@@ -404,6 +405,13 @@ impl ApiServer {
         }
     }
 
+    fn selection(&self, resource: &ServedResource, params: &Params) -> Result<Selection> {
+        Ok(Selection {
+            labels: LabelSelector::parse(&params.label_selector)?,
+            fields: FieldSelector::parse(&params.field_selector, resource.selectable_fields)?,
+        })
+    }
+
     fn key(resource: &ServedResource, ns: &str, name: &str) -> ObjectKey {
         ObjectKey::new(resource.plural, ns, name)
     }
@@ -424,8 +432,7 @@ impl ApiServer {
         params: &Params,
         output: Output,
     ) -> Result<Response<Body>> {
-        let labels = LabelSelector::parse(&params.label_selector)?;
-        let fields = FieldSelector::parse(&params.field_selector, resource.selectable_fields)?;
+        let selection = self.selection(resource, params)?;
         let prefix = Prefix::new(resource.plural, ns);
         let store = &self.inner.store;
         let (mut start_after, mut at_revision) = match &params.continue_token {
@@ -472,9 +479,8 @@ impl ApiServer {
             at_revision = Some(page.revision);
             let last = page.items.last().map(|(k, _)| k.clone());
             for (_, v) in page.items {
-                let obj = decode_stored(&v.value, v.mod_revision)?;
-                if labels.matches(&obj) && fields.matches(&obj) {
-                    items.push(obj);
+                if selection.is_empty() || selection.matches(&view(&v)?) {
+                    items.push(v);
                 }
             }
             if !page.more {
@@ -490,7 +496,7 @@ impl ApiServer {
         if let Some(t) = next {
             meta["continue"] = json!(t.encode());
         }
-        Ok(render_list(resource, items, meta, output, params))
+        render_list(resource, items, meta, output, params)
     }
 
     async fn create(
@@ -790,8 +796,7 @@ impl ApiServer {
         ns: Option<&str>,
         params: &Params,
     ) -> Result<Response<Body>> {
-        let labels = LabelSelector::parse(&params.label_selector)?;
-        let fields = FieldSelector::parse(&params.field_selector, resource.selectable_fields)?;
+        let selection = self.selection(resource, params)?;
         let page = self
             .inner
             .store
@@ -799,8 +804,7 @@ impl ApiServer {
             .await?;
         let mut deleted = Vec::new();
         for (key, v) in page.items {
-            let obj = decode_stored(&v.value, v.mod_revision)?;
-            if !(labels.matches(&obj) && fields.matches(&obj)) {
+            if !selection.matches(&view(&v)?) {
                 continue;
             }
             if !params.dry_run {
@@ -809,10 +813,10 @@ impl ApiServer {
                     Err(e) => return Err(e.into()),
                 }
             }
-            deleted.push(obj);
+            deleted.push(v);
         }
         let meta = json!({"resourceVersion": self.inner.store.current_revision().to_string()});
-        Ok(render_list(resource, deleted, meta, Output::Json, params))
+        render_list(resource, deleted, meta, Output::Json, params)
     }
 
     fn validate(
@@ -889,15 +893,14 @@ impl ApiServer {
         params: &Params,
         output: Output,
     ) -> Result<Response<Body>> {
-        let mut fields = FieldSelector::parse(&params.field_selector, resource.selectable_fields)?;
+        let mut selection = self.selection(resource, params)?;
         if let Some(name) = name {
-            fields.0.push(crate::selectors::FieldRequirement {
+            selection.fields.0.push(crate::selectors::FieldRequirement {
                 field: "metadata.name".into(),
                 value: name.into(),
                 negate: false,
             });
         }
-        let labels = LabelSelector::parse(&params.label_selector)?;
         let inner = self.inner.clone();
         if inner.open_watches.fetch_add(1, Ordering::AcqRel) >= MAX_WATCHES {
             inner.open_watches.fetch_sub(1, Ordering::AcqRel);
@@ -916,11 +919,14 @@ impl ApiServer {
                 .store
                 .list(prefix.clone(), ListOptions::default())
                 .await?;
-            let mut objs = Vec::new();
+            let mut lines = Vec::new();
             for (_, v) in page.items {
-                objs.push(decode_stored(&v.value, v.mod_revision)?);
+                let view = view(&v)?;
+                if selection.matches(&view) {
+                    lines.push(render_event(resource, EventType::Added, &view, output));
+                }
             }
-            (objs, page.revision)
+            (lines, page.revision)
         } else {
             (
                 Vec::new(),
@@ -929,8 +935,8 @@ impl ApiServer {
         };
         let (tx, body) = watch::channel_body();
         let resource = resource.clone();
-        let selective = !labels.is_empty() || !fields.is_empty();
-        let matches = move |o: &Value| labels.matches(o) && fields.matches(o);
+        let selective = !selection.is_empty();
+        let matches = move |o: &Value| selection.matches(o);
         let subscription = inner.store.watch(prefix, start);
         let timeout = params.timeout.unwrap_or(DEFAULT_WATCH_TIMEOUT);
         let bookmarks = params.allow_bookmarks;
@@ -939,10 +945,6 @@ impl ApiServer {
         tokio::spawn(async move {
             let _guard = guard;
             let api_version = format!("{API_GROUP}/{VERSION}");
-            let send = |kind: EventType, obj: Value| {
-                let rendered = render_object(&resource, obj, output);
-                watch::encode(kind, &rendered)
-            };
             let mut watcher = match subscription {
                 Ok(w) => w,
                 Err(e) => {
@@ -953,8 +955,8 @@ impl ApiServer {
                     return;
                 }
             };
-            for obj in initial {
-                if matches(&obj) && tx.send(send(EventType::Added, obj)).await.is_err() {
+            for line in initial {
+                if tx.send(line).await.is_err() {
                     return;
                 }
             }
@@ -1001,12 +1003,14 @@ impl ApiServer {
                         let Some(kind) = watch::transition(stored, was, is) else { continue };
                         // An object leaving the selection is reported as it was.
                         let from_before = kind == EventType::Deleted && event.kind == EventKind::Modified;
-                        let obj = match (from_before, before) {
-                            (true, Some(b)) => b,
-                            _ => now,
+                        let stored = match (from_before, &event.prev) {
+                            (true, Some(prev)) => &prev.value,
+                            _ => &event.value,
                         };
                         let line = inner.events.line(event.revision, kind, output, from_before, || {
-                            send(kind, Value::clone(&obj))
+                            ObjectView::parse(stored, Some(event.revision))
+                                .map(|view| render_event(&resource, kind, &view, output))
+                                .unwrap_or_default()
                         });
                         if tx.send(line).await.is_err() {
                             break;
@@ -1216,13 +1220,12 @@ fn content_type(output: Output) -> &'static str {
     }
 }
 
-fn json_response(
+fn bytes_response(
     status: StatusCode,
-    value: &Value,
+    body: Vec<u8>,
     output: Output,
     warnings: &[String],
 ) -> Response<Body> {
-    let body = serde_json::to_vec(value).unwrap_or_default();
     let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
@@ -1245,71 +1248,110 @@ fn render_one(
     status: StatusCode,
     warnings: &[String],
 ) -> Response<Body> {
-    json_response(
-        status,
-        &render_object(resource, obj, output),
-        output,
-        warnings,
-    )
+    let text = serde_json::to_vec(&obj).unwrap_or_default();
+    let mut out = Vec::with_capacity(text.len() + 256);
+    if let Ok(view) = ObjectView::parse(&text, None) {
+        render_object(resource, &view, output, &mut out);
+    }
+    bytes_response(status, out, output, warnings)
 }
 
 /// One object in the requested form (also each watch event's object).
-fn render_object(resource: &ServedResource, obj: Value, output: Output) -> Value {
+fn render_object(
+    resource: &ServedResource,
+    view: &ObjectView<'_>,
+    output: Output,
+    out: &mut Vec<u8>,
+) {
     match output {
         Output::Table(v) => {
-            let meta = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
+            let meta = json!({"resourceVersion": view.resource_version()});
             table::render(
                 resource,
-                &[obj],
+                std::slice::from_ref(view),
                 v,
                 table::IncludeObject::Metadata,
-                meta,
+                &meta,
                 Timestamp::now(),
-            )
+                out,
+            );
         }
-        Output::PartialMetadata(v) => table::partial_metadata(&obj, v),
-        _ => obj,
+        Output::PartialMetadata(v) => table::write_partial_metadata(out, view, v),
+        _ => view.write_object(out),
     }
+}
+
+/// A watch event's line.
+fn render_event(
+    resource: &ServedResource,
+    kind: EventType,
+    view: &ObjectView<'_>,
+    output: Output,
+) -> Bytes {
+    let mut object = Vec::with_capacity(1024);
+    render_object(resource, view, output, &mut object);
+    watch::encode_raw(kind, &object)
+}
+
+/// Stored bytes read in place.
+fn view(v: &zen_store::Versioned) -> Result<ObjectView<'_>> {
+    ObjectView::parse(&v.value, Some(v.mod_revision)).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 fn render_list(
     resource: &ServedResource,
-    items: Vec<Value>,
+    items: Vec<zen_store::Versioned>,
     meta: Value,
     output: Output,
     params: &Params,
-) -> Response<Body> {
-    let value = match output {
+) -> Result<Response<Body>> {
+    let views = items.iter().map(view).collect::<Result<Vec<_>>>()?;
+    let size: usize = items.iter().map(|v| v.value.len()).sum();
+    let mut out = Vec::with_capacity(size + 1024);
+    match output {
         Output::Table(v) => table::render(
             resource,
-            &items,
+            &views,
             v,
             params.include_object,
-            meta,
+            &meta,
             Timestamp::now(),
+            &mut out,
         ),
         Output::PartialMetadata(v) => {
-            let mut map = Map::new();
-            map.insert("kind".into(), json!("PartialObjectMetadataList"));
-            map.insert("apiVersion".into(), json!(v.api_version()));
-            map.insert("metadata".into(), meta);
-            let partial = items
-                .iter()
-                .map(|i| table::partial_metadata(i, v))
-                .collect();
-            map.insert("items".into(), Value::Array(partial));
-            Value::Object(map)
+            out.extend_from_slice(b"{\"kind\":\"PartialObjectMetadataList\",\"apiVersion\":");
+            write_list_head(&mut out, &json!(v.api_version()), &meta);
+            for (i, view) in views.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                table::write_partial_metadata(&mut out, view, v);
+            }
+            out.extend_from_slice(b"]}");
         }
         _ => {
-            let mut map = Map::new();
-            map.insert("apiVersion".into(), json!(format!("{API_GROUP}/{VERSION}")));
-            map.insert("kind".into(), json!(resource.list_kind));
-            map.insert("metadata".into(), meta);
-            map.insert("items".into(), Value::Array(items));
-            Value::Object(map)
+            out.extend_from_slice(b"{\"kind\":");
+            let _ = serde_json::to_writer(&mut out, resource.list_kind);
+            out.extend_from_slice(b",\"apiVersion\":");
+            write_list_head(&mut out, &json!(format!("{API_GROUP}/{VERSION}")), &meta);
+            for (i, view) in views.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                view.write_object(&mut out);
+            }
+            out.extend_from_slice(b"]}");
         }
-    };
-    json_response(StatusCode::OK, &value, output, &[])
+    }
+    Ok(bytes_response(StatusCode::OK, out, output, &[]))
+}
+
+/// A list's apiVersion value, metadata, and the opening of its items.
+fn write_list_head(out: &mut Vec<u8>, api_version: &Value, meta: &Value) {
+    let _ = serde_json::to_writer(&mut *out, api_version);
+    out.extend_from_slice(b",\"metadata\":");
+    let _ = serde_json::to_writer(&mut *out, meta);
+    out.extend_from_slice(b",\"items\":[");
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {

@@ -2,9 +2,9 @@
 //! printer columns.
 
 use k8s_openapi::jiff::Timestamp;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json, value::RawValue};
 
-use crate::{negotiation::MetaVersion, resources::ServedResource};
+use crate::{negotiation::MetaVersion, resources::ServedResource, view::ObjectView};
 
 /// What each row carries besides its cells (`includeObject`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -26,15 +26,17 @@ impl IncludeObject {
     }
 }
 
-/// A Table of `items`, with `list_metadata` (resourceVersion, continue) as its metadata.
+/// A Table of `items`, with `list_metadata` (resourceVersion, continue) as its metadata,
+/// written to `out`.
 pub fn render(
     resource: &ServedResource,
-    items: &[Value],
+    items: &[ObjectView<'_>],
     version: MetaVersion,
     include: IncludeObject,
-    list_metadata: Value,
+    list_metadata: &Value,
     now: Timestamp,
-) -> Value {
+    out: &mut Vec<u8>,
+) {
     let mut columns = vec![json!({
         "name": "Name", "type": "string", "format": "name", "priority": 0,
         "description": "Name must be unique within a namespace. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names",
@@ -42,72 +44,67 @@ pub fn render(
     columns.extend(resource.columns.iter().map(|c| {
         json!({"name": c.name, "type": c.type_, "format": "", "description": c.description, "priority": c.priority})
     }));
-    // Rows are built from owned values: `json!` would deep-copy every embedded Value.
-    let rows: Vec<Value> = items
-        .iter()
-        .map(|item| {
-            let mut cells = Vec::with_capacity(resource.columns.len() + 1);
-            cells.push(
-                item.pointer("/metadata/name")
-                    .cloned()
-                    .unwrap_or(Value::Null),
-            );
-            cells.extend(
-                resource
-                    .columns
-                    .iter()
-                    .map(|c| cell(item, &c.json_path, &c.type_, now)),
-            );
-            let mut row = Map::new();
-            row.insert("cells".into(), Value::Array(cells));
-            match include {
-                IncludeObject::None => {}
-                IncludeObject::Metadata => {
-                    row.insert("object".into(), partial_metadata(item, version));
-                }
-                IncludeObject::Object => {
-                    row.insert("object".into(), item.clone());
-                }
+    out.extend_from_slice(b"{\"kind\":\"Table\",\"apiVersion\":\"");
+    out.extend_from_slice(version.api_version().as_bytes());
+    out.extend_from_slice(b"\",\"metadata\":");
+    write_json(out, list_metadata);
+    out.extend_from_slice(b",\"columnDefinitions\":");
+    write_json(out, &columns);
+    out.extend_from_slice(b",\"rows\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"cells\":[");
+        write_raw(out, item.get("metadata.name"));
+        for c in &resource.columns {
+            out.push(b',');
+            write_cell(out, item, &c.json_path, &c.type_, now);
+        }
+        out.push(b']');
+        match include {
+            IncludeObject::None => {}
+            IncludeObject::Metadata => {
+                out.extend_from_slice(b",\"object\":");
+                write_partial_metadata(out, item, version);
             }
-            Value::Object(row)
-        })
-        .collect();
-    let mut table = Map::new();
-    table.insert("kind".into(), json!("Table"));
-    table.insert("apiVersion".into(), json!(version.api_version()));
-    table.insert("metadata".into(), list_metadata);
-    table.insert("columnDefinitions".into(), Value::Array(columns));
-    table.insert("rows".into(), Value::Array(rows));
-    Value::Object(table)
+            IncludeObject::Object => {
+                out.extend_from_slice(b",\"object\":");
+                item.write_object(out);
+            }
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
 }
 
 /// An object reduced to its metadata, as `PartialObjectMetadata`.
-pub fn partial_metadata(item: &Value, version: MetaVersion) -> Value {
-    let mut map = Map::new();
-    map.insert("kind".into(), json!("PartialObjectMetadata"));
-    map.insert("apiVersion".into(), json!(version.api_version()));
-    map.insert(
-        "metadata".into(),
-        item.get("metadata")
-            .cloned()
-            .unwrap_or_else(|| Value::Object(Map::new())),
-    );
-    Value::Object(map)
+pub fn write_partial_metadata(out: &mut Vec<u8>, item: &ObjectView<'_>, version: MetaVersion) {
+    out.extend_from_slice(b"{\"kind\":\"PartialObjectMetadata\",\"apiVersion\":\"");
+    out.extend_from_slice(version.api_version().as_bytes());
+    out.extend_from_slice(b"\",\"metadata\":");
+    item.write_metadata(out);
+    out.push(b'}');
+}
+
+fn write_json(out: &mut Vec<u8>, value: &impl serde::Serialize) {
+    // Serializing plain JSON values into a Vec cannot fail.
+    let _ = serde_json::to_writer(out, value);
+}
+
+fn write_raw(out: &mut Vec<u8>, raw: Option<&RawValue>) {
+    out.extend_from_slice(raw.map_or("null", RawValue::get).as_bytes());
 }
 
 /// The value at a simple JSONPath (`.spec.resource.name`), rendered for its column type.
-fn cell(item: &Value, path: &str, type_: &str, now: Timestamp) -> Value {
-    let mut node = Some(item);
-    for part in path.trim_start_matches('.').split('.') {
-        node = node.and_then(|n| n.get(part));
-    }
-    match (node, type_) {
-        (None | Some(Value::Null), _) => Value::Null,
-        (Some(Value::String(s)), "date") => match s.parse::<Timestamp>() {
-            Ok(t) => Value::String(human_duration(now.as_second() - t.as_second())),
-            Err(_) => Value::String(s.clone()),
-        },
-        (Some(v), _) => v.clone(),
+fn write_cell(out: &mut Vec<u8>, item: &ObjectView<'_>, path: &str, type_: &str, now: Timestamp) {
+    let raw = item.get(path);
+    let age = (type_ == "date")
+        .then(|| item.str(path)?.parse::<Timestamp>().ok())
+        .flatten();
+    match age {
+        Some(t) => write_json(out, &human_duration(now.as_second() - t.as_second())),
+        None => write_raw(out, raw),
     }
 }
 
@@ -205,14 +202,18 @@ mod tests {
             "status": {"count": 3}
         });
         let now: Timestamp = "2026-01-01T00:05:00Z".parse().unwrap();
-        let t = render(
+        let text = serde_json::to_vec(&item).unwrap();
+        let mut out = Vec::new();
+        render(
             obs,
-            &[item],
+            &[ObjectView::parse(&text, Some(4)).unwrap()],
             MetaVersion::V1,
             IncludeObject::Metadata,
-            json!({"resourceVersion": "5"}),
+            &json!({"resourceVersion": "5"}),
             now,
+            &mut out,
         );
+        let t: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(t["kind"], "Table");
         assert_eq!(t["columnDefinitions"][0]["name"], "Name");
         assert_eq!(t["columnDefinitions"][7]["priority"], 1);
@@ -223,6 +224,8 @@ mod tests {
             ])
         );
         assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+        assert_eq!(t["rows"][0]["object"]["metadata"]["resourceVersion"], "4");
+        assert_eq!(t["rows"][0]["object"]["metadata"]["namespace"], "ns");
         assert_eq!(t["metadata"]["resourceVersion"], "5");
     }
 }

@@ -51,13 +51,17 @@ pub fn transition(stored: EventType, matched_before: bool, matches_now: bool) ->
 
 /// One event as a line of the stream.
 pub fn encode(kind: EventType, object: &Value) -> Bytes {
+    encode_raw(kind, &serde_json::to_vec(object).unwrap_or_default())
+}
+
+/// One event as a line of the stream, around an object already in JSON text.
+pub fn encode_raw(kind: EventType, object: &[u8]) -> Bytes {
     // Written by hand to keep kube-apiserver's field order (`type` first).
-    let mut line = Vec::with_capacity(256);
+    let mut line = Vec::with_capacity(object.len() + 32);
     line.extend_from_slice(b"{\"type\":\"");
     line.extend_from_slice(kind.as_str().as_bytes());
     line.extend_from_slice(b"\",\"object\":");
-    // Serializing a Value into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut line, object);
+    line.extend_from_slice(object);
     line.extend_from_slice(b"}\n");
     Bytes::from(line)
 }
