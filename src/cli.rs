@@ -117,18 +117,44 @@ impl Cli {
                 crate::logging::init(args.server.log_format);
                 run_dev(args)
             }
-            Command::Policy(PolicyCommand::Test(_)) => not_built("policy test"),
+            Command::Policy(PolicyCommand::Test(args)) => policy_test(args),
         }
     }
 }
 
-fn run_dev(args: DevArgs) -> ExitCode {
-    if args.config_dir.is_some() {
-        eprintln!(
-            "note: --config-dir is not read yet (Ingestors and policies land with the admission and ingest work)"
-        );
+/// Exit code of `policy test` when an Ingestor is denied.
+const EXIT_DENIED: u8 = 1;
+
+fn policy_test(args: PolicyTestArgs) -> ExitCode {
+    let verdicts = match crate::policy_test::run(&args.file, args.policies.as_deref()) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let text = match args.output {
+        OutputFormat::Text => crate::policy_test::print_text(&verdicts),
+        OutputFormat::Json => serde_json::to_string_pretty(&verdicts).unwrap_or_default() + "\n",
+    };
+    let mut out = std::io::stdout().lock();
+    if out
+        .write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .is_err()
+    {
+        return ExitCode::from(EXIT_ERROR);
     }
+    if verdicts.iter().all(|v| v.allowed) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_DENIED)
+    }
+}
+
+fn run_dev(args: DevArgs) -> ExitCode {
     let config = crate::dev::DevConfig {
+        config_dir: args.config_dir,
         data_dir: args.data_dir,
         store: args.server.store,
         bind: args.bind_address,

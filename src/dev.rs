@@ -5,6 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use prometheus::{Encoder, Registry, TextEncoder};
 use tower::ServiceBuilder;
+use zen_admission::{Admission, AdmissionService, metrics::AdmissionMetrics};
 use zen_apiserver::{
     metrics::{ApiMetrics, MetricsLayer},
     server::ApiServer,
@@ -13,10 +14,14 @@ use zen_certs::dev::DevPki;
 use zen_serving::{ServerOptions, full, serve_plain, serve_tls};
 use zen_store::{Store, redb::RedbStore};
 
-use crate::kubeconfig;
+use crate::{
+    config_dir::{self, DirCluster},
+    kubeconfig,
+};
 
 /// What `dev` needs from the command line.
 pub struct DevConfig {
+    pub config_dir: Option<PathBuf>,
     pub data_dir: PathBuf,
     pub store: Option<String>,
     pub bind: std::net::IpAddr,
@@ -76,9 +81,19 @@ pub async fn run(config: DevConfig) -> Result<(), DevError> {
     let registry = Registry::new();
     let metrics = ApiMetrics::register(&registry).map_err(|e| DevError::Setup(e.to_string()))?;
     let api = ApiServer::new(store.clone(), metrics.clone()).map_err(DevError::Setup)?;
-    let service = ServiceBuilder::new()
+    let api = ServiceBuilder::new()
         .layer(MetricsLayer::new(metrics))
         .service(api);
+    let cluster = Arc::new(DirCluster::default());
+    let admission_metrics =
+        AdmissionMetrics::register(&registry).map_err(|e| DevError::Setup(e.to_string()))?;
+    let admission = Arc::new(
+        Admission::new(cluster.clone(), Some(admission_metrics)).map_err(DevError::Setup)?,
+    );
+    if let Some(dir) = &config.config_dir {
+        tokio::spawn(config_dir::watch(dir.clone(), admission.clone(), cluster));
+    }
+    let service = secure_port(api, AdmissionService::new(admission));
 
     let tls = zen_certs::tls::mutual_tls_server(
         &pki.serving.cert_pem,
@@ -166,6 +181,43 @@ pub async fn run(config: DevConfig) -> Result<(), DevError> {
     let _ = secure_task.await;
     let _ = metrics_task.await;
     Ok(())
+}
+
+/// The secure port: admission webhooks under `/admission/`, the aggregated API for the rest.
+fn secure_port<A>(
+    api: A,
+    admission: AdmissionService,
+) -> impl tower::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<zen_serving::Body>,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone
++ Send
++ 'static
+where
+    A: tower::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<zen_serving::Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    A::Future: Send,
+{
+    use tower::ServiceExt;
+    tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let to_admission = req.uri().path().starts_with("/admission/");
+        let api = api.clone();
+        let admission = admission.clone();
+        async move {
+            if to_admission {
+                admission.oneshot(req).await
+            } else {
+                api.oneshot(req).await
+            }
+        }
+    })
 }
 
 async fn shutdown_signal() {

@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod cli;
+mod config_dir;
 mod dev;
 mod kubeconfig;
 mod logging;
+mod policy_test;
 
 /// mimalloc instead of glibc's malloc: the API allocates many small JSON nodes per request, and
 /// glibc's per-thread arenas kept far more memory resident after load.

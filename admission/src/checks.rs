@@ -1,0 +1,308 @@
+//! The checks every Ingestor and IngestorPolicy gets before any policy runs: the object fits
+//! its CRD schema (with the schema's CEL rules, so `policy test` offline says what the cluster
+//! would), decodes into the `zen-crds` types, and every CEL expression in it compiles.
+//! Referenced Secrets that do not exist yet are warnings, not denials: GitOps tools apply
+//! them in any order.
+
+use std::collections::HashMap;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use zen_cel::{Budget, Program, Variables};
+use zen_crds::{
+    Ingestor, IngestorPolicy,
+    ingestor::AuthType,
+    schema::{SchemaValidator, UnknownFields},
+};
+
+use crate::{cluster::ClusterView, expressions, policy::CompiledPolicy};
+
+/// The kinds this webhook checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Ingestor,
+    IngestorPolicy,
+}
+
+impl Kind {
+    pub fn from_kind(kind: &str) -> Option<Self> {
+        match kind {
+            "Ingestor" => Some(Self::Ingestor),
+            "IngestorPolicy" => Some(Self::IngestorPolicy),
+            _ => None,
+        }
+    }
+
+    fn qualified(self) -> &'static str {
+        match self {
+            Self::Ingestor => "Ingestor.config.zen.watcher.io",
+            Self::IngestorPolicy => "IngestorPolicy.config.zen.watcher.io",
+        }
+    }
+}
+
+/// Findings of the built-in checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Findings {
+    /// Each a complete `field: problem` sentence.
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Findings {
+    /// kube-apiserver's wording for an invalid object.
+    pub fn message(&self, kind: Kind, name: &str) -> String {
+        match self.errors.as_slice() {
+            [one] => format!("{} {name:?} is invalid: {one}", kind.qualified()),
+            many => format!(
+                "{} {name:?} is invalid: [{}]",
+                kind.qualified(),
+                many.join(", ")
+            ),
+        }
+    }
+}
+
+/// One CEL rule of a CRD schema.
+struct SchemaRule {
+    program: Program,
+    message: String,
+    field_path: Option<String>,
+}
+
+/// A kind's schema with its CEL rules compiled.
+struct KindSchema {
+    validator: SchemaValidator,
+    schema: Value,
+    /// By schema location (`.spec.sources[*].auth`).
+    rules: HashMap<String, Vec<SchemaRule>>,
+}
+
+/// The schemas of both kinds, built once.
+pub struct Checker {
+    schemas: HashMap<Kind, KindSchema>,
+}
+
+impl Checker {
+    pub fn new() -> Result<Self, String> {
+        let mut schemas = HashMap::new();
+        for (_, crd) in zen_crds::crd::definitions() {
+            let kind = match Kind::from_kind(&crd.spec.names.kind) {
+                Some(k) => k,
+                None => continue,
+            };
+            let schema = crd
+                .spec
+                .versions
+                .first()
+                .and_then(|v| v.schema.as_ref())
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .ok_or_else(|| format!("{} has no schema", kind.qualified()))
+                .and_then(|s| serde_json::to_value(s).map_err(|e| e.to_string()))?;
+            let mut rules = HashMap::new();
+            collect_rules(&schema, String::new(), &mut rules)?;
+            schemas.insert(
+                kind,
+                KindSchema {
+                    validator: SchemaValidator::new(schema.clone())?,
+                    schema,
+                    rules,
+                },
+            );
+        }
+        Ok(Self { schemas })
+    }
+
+    /// Checks an object of `kind`; `cluster` answers whether referenced Secrets exist.
+    pub fn check(
+        &self,
+        kind: Kind,
+        object: &Value,
+        cluster: &dyn ClusterView,
+        budget: &mut Budget,
+    ) -> Findings {
+        let mut out = Findings::default();
+        let Some(schema) = self.schemas.get(&kind) else {
+            return out;
+        };
+        let mut pruned = object.clone();
+        let validated = schema
+            .validator
+            .validate(&mut pruned, UnknownFields::Strict);
+        out.errors
+            .extend(validated.errors.into_iter().map(|e| e.message));
+        if !out.errors.is_empty() {
+            return out;
+        }
+        walk_rules(
+            schema,
+            &schema.schema,
+            object,
+            "",
+            "",
+            budget,
+            &mut out.errors,
+        );
+        if !out.errors.is_empty() {
+            return out;
+        }
+        match kind {
+            Kind::Ingestor => match decode::<Ingestor>(object) {
+                Ok(ingestor) => {
+                    out.errors.extend(
+                        expressions::compile_all(&expressions::of_ingestor(&ingestor.spec))
+                            .into_iter()
+                            .map(|e| e.to_string()),
+                    );
+                    out.warnings.extend(missing_secrets(&ingestor, cluster));
+                }
+                Err(e) => out.errors.push(e),
+            },
+            Kind::IngestorPolicy => match decode::<IngestorPolicy>(object) {
+                Ok(policy) => {
+                    if let Err(errors) = CompiledPolicy::compile(&policy) {
+                        out.errors.extend(errors.into_iter().map(|e| e.to_string()));
+                    }
+                }
+                Err(e) => out.errors.push(e),
+            },
+        }
+        out
+    }
+}
+
+fn decode<T: DeserializeOwned>(object: &Value) -> Result<T, String> {
+    zen_crds::manifest::decode(object).map_err(|e| e.to_string())
+}
+
+/// Warnings for Secrets (or keys) an Ingestor names that are not there yet.
+fn missing_secrets(ingestor: &Ingestor, cluster: &dyn ClusterView) -> Vec<String> {
+    let ns = ingestor.metadata.namespace.as_deref().unwrap_or("default");
+    let mut out = Vec::new();
+    for (i, source) in ingestor.spec.sources.iter().enumerate() {
+        let Some(auth) = &source.auth else { continue };
+        let Some(secret) = &auth.secret_ref else {
+            continue;
+        };
+        if auth.type_ == AuthType::None {
+            continue;
+        }
+        let problem = match cluster.secret_keys(ns, &secret.name) {
+            None => format!("Secret {ns}/{} does not exist yet", secret.name),
+            Some(keys) if !keys.contains(&secret.key) => format!(
+                "Secret {ns}/{} has no key {:?} yet",
+                secret.name, secret.key
+            ),
+            Some(_) => continue,
+        };
+        out.push(format!(
+            "spec.sources[{i}].auth.secretRef: {problem}; deliveries to source {:?} are refused until it does",
+            source.name
+        ));
+    }
+    out
+}
+
+/// Compiles every `x-kubernetes-validations` rule, keyed by its schema location.
+fn collect_rules(
+    schema: &Value,
+    at: String,
+    out: &mut HashMap<String, Vec<SchemaRule>>,
+) -> Result<(), String> {
+    if let Some(rules) = schema
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+    {
+        let mut compiled = Vec::new();
+        for r in rules {
+            let rule = r.get("rule").and_then(Value::as_str).unwrap_or_default();
+            let program =
+                zen_cel::compile(rule).map_err(|e| format!("{at}: rule {rule:?}: {e}"))?;
+            compiled.push(SchemaRule {
+                program,
+                message: r
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| format!("failed rule: {rule}"), str::to_owned),
+                field_path: r
+                    .get("fieldPath")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            });
+        }
+        out.insert(at.clone(), compiled);
+    }
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        for (name, sub) in props {
+            collect_rules(sub, format!("{at}.{name}"), out)?;
+        }
+    }
+    if let Some(items) = schema.get("items") {
+        collect_rules(items, format!("{at}[*]"), out)?;
+    }
+    Ok(())
+}
+
+/// Evaluates the rules along `value`, as kube-apiserver does for present values only.
+fn walk_rules(
+    kind: &KindSchema,
+    schema: &Value,
+    value: &Value,
+    at: &str,
+    field: &str,
+    budget: &mut Budget,
+    errors: &mut Vec<String>,
+) {
+    if let Some(rules) = kind.rules.get(at) {
+        let mut vars = Variables::new();
+        vars.set("self", value);
+        for rule in rules {
+            let path = format!("{field}{}", rule.field_path.as_deref().unwrap_or_default());
+            let path = path.trim_start_matches('.');
+            let path = if path.is_empty() { "<root>" } else { path };
+            match rule.program.evaluate_bool(&vars, budget) {
+                Ok(true) => {}
+                Ok(false) => errors.push(format!("{path}: Invalid value: {}", rule.message)),
+                Err(e) => errors.push(format!(
+                    "{path}: Invalid value: rule {:?} could not be evaluated: {e}",
+                    rule.program.source()
+                )),
+            }
+        }
+    }
+    match value {
+        Value::Object(map) => {
+            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+                for (name, v) in map {
+                    if let Some(sub) = props.get(name) {
+                        walk_rules(
+                            kind,
+                            sub,
+                            v,
+                            &format!("{at}.{name}"),
+                            &format!("{field}.{name}"),
+                            budget,
+                            errors,
+                        );
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(sub) = schema.get("items") {
+                for (i, v) in items.iter().enumerate() {
+                    walk_rules(
+                        kind,
+                        sub,
+                        v,
+                        &format!("{at}[*]"),
+                        &format!("{field}[{i}]"),
+                        budget,
+                        errors,
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,401 @@
+//! IngestorPolicies, compiled once per change of the policy set and evaluated per request.
+//!
+//! Semantics follow ValidatingAdmissionPolicy: `namespaceSelector` and every `matchCondition`
+//! decide whether a policy applies; each failed validation is a denial, a warning or an audit
+//! annotation according to `validationActions`; an expression that cannot be evaluated (an
+//! error, a wrong type, the cost budget spent) is a failure under `failurePolicy: Fail` and
+//! skipped under `Ignore`. Mutations are all evaluated against the object as it was sent, so
+//! their order does not matter.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use serde_json::{Value, json};
+use zen_cel::{Budget, Program, Variables};
+use zen_crds::{
+    IngestorPolicy,
+    policy::{FailurePolicy, ValidationAction, ValidationReason},
+};
+
+use crate::{
+    expressions::{self, CompileError},
+    mutation,
+};
+
+struct CompiledValidation {
+    program: Program,
+    message: Option<String>,
+    message_expression: Option<Program>,
+    reason: ValidationReason,
+}
+
+struct CompiledMutation {
+    path: String,
+    segments: Vec<String>,
+    program: Program,
+    overwrite: bool,
+}
+
+/// One policy, ready to evaluate.
+pub struct CompiledPolicy {
+    pub name: String,
+    namespace_selector: Option<LabelSelector>,
+    match_conditions: Vec<(String, Program)>,
+    validations: Vec<CompiledValidation>,
+    mutations: Vec<CompiledMutation>,
+    actions: Vec<ValidationAction>,
+    failure_policy: FailurePolicy,
+}
+
+/// Why a policy cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{0}")]
+    Compile(#[from] CompileError),
+    #[error("spec.mutations[{index}].path: Invalid value: {error}")]
+    Path {
+        index: usize,
+        error: mutation::PathError,
+    },
+}
+
+impl CompiledPolicy {
+    pub fn compile(policy: &IngestorPolicy) -> Result<Self, Vec<PolicyError>> {
+        let spec = &policy.spec;
+        let mut errors: Vec<PolicyError> = expressions::compile_all(&expressions::of_policy(spec))
+            .into_iter()
+            .map(PolicyError::from)
+            .collect();
+        let mut mutations = Vec::new();
+        for (index, m) in spec.mutations.iter().enumerate() {
+            match mutation::parse(&m.path) {
+                Ok(segments) => {
+                    if let Ok(program) = zen_cel::compile(m.value_expression.as_str()) {
+                        mutations.push(CompiledMutation {
+                            path: m.path.clone(),
+                            segments,
+                            program,
+                            overwrite: m.overwrite,
+                        });
+                    }
+                }
+                Err(error) => errors.push(PolicyError::Path { index, error }),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        // Everything compiled above; compiling again cannot fail but keeps the types honest.
+        let compile = |e: &zen_crds::Expression| zen_cel::compile(e.as_str()).ok();
+        Ok(Self {
+            name: policy.metadata.name.clone().unwrap_or_default(),
+            namespace_selector: spec.namespace_selector.clone(),
+            match_conditions: spec
+                .match_conditions
+                .iter()
+                .filter_map(|c| Some((c.name.clone(), compile(&c.expression)?)))
+                .collect(),
+            validations: spec
+                .validations
+                .iter()
+                .filter_map(|v| {
+                    Some(CompiledValidation {
+                        program: compile(&v.expression)?,
+                        message: v.message.clone(),
+                        message_expression: v.message_expression.as_ref().and_then(compile),
+                        reason: v.reason.unwrap_or(ValidationReason::Invalid),
+                    })
+                })
+                .collect(),
+            mutations,
+            actions: if spec.validation_actions.is_empty() {
+                vec![ValidationAction::Deny]
+            } else {
+                spec.validation_actions.clone()
+            },
+            failure_policy: spec.failure_policy.unwrap_or_default(),
+        })
+    }
+
+    /// Whether the policy applies: namespace labels, then match conditions. An evaluation
+    /// error is returned for the failure policy to decide.
+    fn applies(
+        &self,
+        namespace_labels: Option<&BTreeMap<String, String>>,
+        vars: &Variables,
+        budget: &mut Budget,
+    ) -> Result<bool, String> {
+        if let Some(selector) = &self.namespace_selector {
+            let empty = BTreeMap::new();
+            if !selector_matches(selector, namespace_labels.unwrap_or(&empty)) {
+                return Ok(false);
+            }
+        }
+        for (name, program) in &self.match_conditions {
+            match program.evaluate_bool(vars, budget) {
+                Ok(true) => {}
+                Ok(false) => return Ok(false),
+                Err(e) => return Err(format!("matchCondition {name:?}: {e}")),
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// A failed validation or policy error that refuses the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub message: String,
+    pub reason: ValidationReason,
+}
+
+impl Denial {
+    pub fn code(&self) -> u16 {
+        match self.reason {
+            ValidationReason::Unauthorized => 401,
+            ValidationReason::Forbidden => 403,
+            ValidationReason::Invalid => 422,
+            ValidationReason::RequestEntityTooLarge => 413,
+        }
+    }
+
+    pub fn reason(&self) -> &'static str {
+        match self.reason {
+            ValidationReason::Unauthorized => "Unauthorized",
+            ValidationReason::Forbidden => "Forbidden",
+            ValidationReason::Invalid => "Invalid",
+            ValidationReason::RequestEntityTooLarge => "RequestEntityTooLarge",
+        }
+    }
+}
+
+/// What the policies said about one request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    pub denials: Vec<Denial>,
+    pub warnings: Vec<String>,
+    pub audit_annotations: BTreeMap<String, String>,
+    /// JSON patch operations (mutation only).
+    pub patch: Vec<Value>,
+    /// (policy, result) pairs for metrics: `allowed`, `denied`, `warned`, `audited`,
+    /// `error`, `skipped`.
+    pub evaluations: Vec<(String, &'static str)>,
+}
+
+/// The compiled policies in force, sorted by name.
+#[derive(Default)]
+pub struct PolicySet {
+    policies: Vec<CompiledPolicy>,
+}
+
+impl PolicySet {
+    /// Compiles `policies`; the ones that fail are left out and returned with their errors.
+    pub fn compile(policies: &[IngestorPolicy]) -> (Self, Vec<(String, Vec<PolicyError>)>) {
+        let mut out = Vec::new();
+        let mut failed = Vec::new();
+        for p in policies {
+            match CompiledPolicy::compile(p) {
+                Ok(c) => out.push(c),
+                Err(e) => failed.push((p.metadata.name.clone().unwrap_or_default(), e)),
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        (Self { policies: out }, failed)
+    }
+
+    pub fn len(&self) -> usize {
+        self.policies.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+
+    /// Runs every applicable policy's validations.
+    pub fn validate(
+        &self,
+        namespace_labels: Option<&BTreeMap<String, String>>,
+        vars: &Variables,
+        budget: &mut Budget,
+    ) -> Outcome {
+        let mut out = Outcome::default();
+        for p in &self.policies {
+            match p.applies(namespace_labels, vars, budget) {
+                Ok(true) => {}
+                Ok(false) => {
+                    out.evaluations.push((p.name.clone(), "skipped"));
+                    continue;
+                }
+                Err(e) => {
+                    policy_error(p, &e, &mut out);
+                    continue;
+                }
+            }
+            let mut failures = Vec::new();
+            let mut errored = false;
+            for v in &p.validations {
+                let expression = v.program.source();
+                let message = match v.program.evaluate_bool(vars, budget) {
+                    Ok(true) => continue,
+                    Ok(false) => v
+                        .message_expression
+                        .as_ref()
+                        .and_then(|m| m.evaluate(vars, budget).ok())
+                        .and_then(|m| m.as_str().map(str::to_owned))
+                        .filter(|m| !m.trim().is_empty())
+                        .or_else(|| v.message.clone())
+                        .unwrap_or_else(|| format!("failed expression: {expression}")),
+                    // Ignored errors only show in the policy metrics.
+                    Err(_) if p.failure_policy == FailurePolicy::Ignore => {
+                        errored = true;
+                        continue;
+                    }
+                    Err(e) => {
+                        errored = true;
+                        format!("expression {expression:?} could not be evaluated: {e}")
+                    }
+                };
+                failures.push((message, expression.to_owned(), v.reason));
+            }
+            record(p, failures, errored, &mut out);
+        }
+        out
+    }
+
+    /// Runs every applicable policy's mutations on `object`, recording the patch.
+    pub fn mutate(
+        &self,
+        namespace_labels: Option<&BTreeMap<String, String>>,
+        vars: &Variables,
+        object: &mut Value,
+        budget: &mut Budget,
+    ) -> Outcome {
+        let mut out = Outcome::default();
+        for p in self.policies.iter().filter(|p| !p.mutations.is_empty()) {
+            match p.applies(namespace_labels, vars, budget) {
+                Ok(true) => {}
+                Ok(false) => {
+                    out.evaluations.push((p.name.clone(), "skipped"));
+                    continue;
+                }
+                Err(e) => {
+                    policy_error(p, &e, &mut out);
+                    continue;
+                }
+            }
+            let mut result = "allowed";
+            for m in &p.mutations {
+                // Under a `*`, the value is computed per element, with `self` bound to it; a
+                // null value leaves the element alone.
+                let mut value = |element: Option<&Value>| {
+                    let v = match element {
+                        Some(e) => m.program.evaluate_with(vars, "self", e, budget),
+                        None => m.program.evaluate(vars, budget),
+                    };
+                    v.map(|v| (!v.is_null()).then_some(v))
+                        .map_err(|e| e.to_string())
+                };
+                let applied =
+                    mutation::apply(object, &m.segments, &mut value, m.overwrite, &mut out.patch)
+                        .map_err(|e| e.to_string());
+                if let Err(e) = applied {
+                    result = "error";
+                    if p.failure_policy == FailurePolicy::Fail {
+                        out.denials.push(Denial {
+                            message: format!(
+                                "IngestorPolicy {:?} could not apply its mutation of {}: {e}",
+                                p.name, m.path
+                            ),
+                            reason: ValidationReason::Invalid,
+                        });
+                    }
+                }
+            }
+            out.evaluations.push((p.name.clone(), result));
+        }
+        out
+    }
+}
+
+fn policy_error(p: &CompiledPolicy, error: &str, out: &mut Outcome) {
+    out.evaluations.push((p.name.clone(), "error"));
+    if p.failure_policy == FailurePolicy::Fail {
+        out.denials.push(Denial {
+            message: format!(
+                "IngestorPolicy {:?} could not be evaluated: {error}",
+                p.name
+            ),
+            reason: ValidationReason::Invalid,
+        });
+    }
+}
+
+fn record(
+    p: &CompiledPolicy,
+    failures: Vec<(String, String, ValidationReason)>,
+    errored: bool,
+    out: &mut Outcome,
+) {
+    if failures.is_empty() {
+        out.evaluations
+            .push((p.name.clone(), if errored { "error" } else { "allowed" }));
+        return;
+    }
+    for action in &p.actions {
+        match action {
+            ValidationAction::Deny => {
+                out.evaluations.push((p.name.clone(), "denied"));
+                out.denials
+                    .extend(failures.iter().map(|(message, expression, reason)| Denial {
+                        message: format!(
+                            "IngestorPolicy {:?} denied the request: {message} (expression: {expression})",
+                            p.name
+                        ),
+                        reason: *reason,
+                    }));
+            }
+            ValidationAction::Warn => {
+                out.evaluations.push((p.name.clone(), "warned"));
+                out.warnings.extend(
+                    failures
+                        .iter()
+                        .map(|(message, _, _)| format!("IngestorPolicy {:?}: {message}", p.name)),
+                );
+            }
+            ValidationAction::Audit => {
+                out.evaluations.push((p.name.clone(), "audited"));
+                let list: Vec<Value> = failures
+                    .iter()
+                    .map(|(message, expression, _)| {
+                        json!({"message": message, "expression": expression})
+                    })
+                    .collect();
+                out.audit_annotations.insert(
+                    format!("{}/validation_failure", p.name),
+                    Value::Array(list).to_string(),
+                );
+            }
+        }
+    }
+}
+
+/// A `metav1.LabelSelector` against a label set.
+pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let by_labels = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let by_expressions = selector.match_expressions.iter().flatten().all(|r| {
+        let values = r.values.as_deref().unwrap_or_default();
+        let value = labels.get(&r.key);
+        match r.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    by_labels && by_expressions
+}

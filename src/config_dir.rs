@@ -1,0 +1,176 @@
+//! `--config-dir` (and `policy test`'s inputs): Ingestors, IngestorPolicies, Secrets and
+//! Namespaces read from YAML or JSON files, standing in for the cluster in `dev`.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::{Arc, RwLock},
+    time::{Duration, SystemTime},
+};
+
+use serde_json::Value;
+use zen_admission::{Admission, ClusterView, StaticCluster};
+use zen_crds::{Ingestor, IngestorPolicy, manifest};
+
+/// What a set of files holds.
+#[derive(Debug, Default)]
+pub struct Config {
+    pub ingestors: Vec<Ingestor>,
+    pub policies: Vec<IngestorPolicy>,
+    pub cluster: StaticCluster,
+    /// One readable line per file or document that could not be used.
+    pub errors: Vec<String>,
+}
+
+impl Config {
+    /// Adds what `file` holds.
+    pub fn add_file(&mut self, file: &Path) {
+        match manifest::load_file(file) {
+            Ok(objects) => {
+                for o in objects {
+                    match o {
+                        manifest::Object::Ingestor(i) => self.ingestors.push(*i),
+                        manifest::Object::IngestorPolicy(p) => self.policies.push(*p),
+                        manifest::Object::Other(v) => self.add_other(&v),
+                    }
+                }
+            }
+            Err(e) => self.errors.push(e.to_string()),
+        }
+    }
+
+    /// Secrets (their data keys, never values) and Namespaces (their labels).
+    pub fn add_other(&mut self, v: &Value) {
+        let meta = |field: &str| {
+            v.pointer(&format!("/metadata/{field}"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        match (
+            v.get("apiVersion").and_then(Value::as_str),
+            v.get("kind").and_then(Value::as_str),
+        ) {
+            (Some("v1"), Some("Secret")) => {
+                let mut keys: Vec<String> = ["data", "stringData"]
+                    .iter()
+                    .filter_map(|f| v.get(*f).and_then(Value::as_object))
+                    .flat_map(|m| m.keys().cloned())
+                    .collect();
+                keys.sort();
+                keys.dedup();
+                let ns = Some(meta("namespace"))
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| "default".into());
+                self.cluster.secrets.insert((ns, meta("name")), keys);
+            }
+            (Some("v1"), Some("Namespace")) => {
+                let labels: BTreeMap<String, String> = v
+                    .pointer("/metadata/labels")
+                    .and_then(Value::as_object)
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                self.cluster.namespaces.insert(meta("name"), labels);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The manifest files of a directory (not recursive), in name order.
+pub fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Reads every manifest of a directory.
+pub fn load(dir: &Path) -> Config {
+    let mut config = Config::default();
+    match files(dir) {
+        Ok(files) => files.iter().for_each(|f| config.add_file(f)),
+        Err(e) => config.errors.push(format!("{}: {e}", dir.display())),
+    }
+    config
+}
+
+/// The cluster as `dev` sees it: whatever the config directory held at its last read.
+#[derive(Default)]
+pub struct DirCluster(RwLock<StaticCluster>);
+
+impl DirCluster {
+    fn replace(&self, cluster: StaticCluster) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = cluster;
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, StaticCluster> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ClusterView for DirCluster {
+    fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
+        self.read().namespace_labels(namespace)
+    }
+
+    fn secret_keys(&self, namespace: &str, name: &str) -> Option<Vec<String>> {
+        self.read().secret_keys(namespace, name)
+    }
+}
+
+/// How often the directory is looked at for changes.
+const POLL: Duration = Duration::from_secs(2);
+
+/// Names, sizes and modification times: a change to any file changes this.
+fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    files(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            let meta = std::fs::metadata(&p).ok();
+            let len = meta.as_ref().map_or(0, |m| m.len());
+            let modified = meta.and_then(|m| m.modified().ok());
+            (p, len, modified)
+        })
+        .collect()
+}
+
+/// Loads `dir` into `admission` and `cluster` now and again whenever its files change.
+pub async fn watch(dir: PathBuf, admission: Arc<Admission>, cluster: Arc<DirCluster>) {
+    let mut seen = None;
+    loop {
+        let now = fingerprint(&dir);
+        if seen.as_ref() != Some(&now) {
+            let config = load(&dir);
+            for e in &config.errors {
+                tracing::warn!(error = %e, "config directory: skipped");
+            }
+            for (name, errors) in admission.set_policies(&config.policies) {
+                for e in errors {
+                    tracing::warn!(policy = %name, error = %e, "IngestorPolicy left out");
+                }
+            }
+            cluster.replace(config.cluster);
+            tracing::info!(
+                dir = %dir.display(),
+                ingestors = config.ingestors.len(),
+                policies = config.policies.len(),
+                "config directory loaded"
+            );
+            seen = Some(now);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
