@@ -70,10 +70,20 @@ pub fn of_policy(spec: &IngestorPolicySpec) -> Vec<(String, &Expression)> {
 
 /// Compiles each expression; returns the ones that fail.
 pub fn compile_all(expressions: &[(String, &Expression)]) -> Vec<CompileError> {
+    compile_each(expressions)
+        .into_iter()
+        .filter_map(Result::err)
+        .collect()
+}
+
+/// Compiles each expression, in order.
+pub fn compile_each(
+    expressions: &[(String, &Expression)],
+) -> Vec<Result<zen_cel::Program, CompileError>> {
     expressions
         .iter()
-        .filter_map(|(field, e)| {
-            zen_cel::compile(e.as_str()).err().map(|err| CompileError {
+        .map(|(field, e)| {
+            zen_cel::compile(e.as_str()).map_err(|err| CompileError {
                 field: field.clone(),
                 expression: e.as_str().to_owned(),
                 message: err.0,

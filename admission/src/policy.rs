@@ -62,51 +62,57 @@ pub enum PolicyError {
 impl CompiledPolicy {
     pub fn compile(policy: &IngestorPolicy) -> Result<Self, Vec<PolicyError>> {
         let spec = &policy.spec;
-        let mut errors: Vec<PolicyError> = expressions::compile_all(&expressions::of_policy(spec))
-            .into_iter()
-            .map(PolicyError::from)
+        // `of_policy` lists match conditions, then each validation's expression and message
+        // expression, then the mutations: the programs are taken back in that order, one slot
+        // per expression whether it compiled or not.
+        let compiled = expressions::compile_each(&expressions::of_policy(spec));
+        let mut errors: Vec<PolicyError> = compiled
+            .iter()
+            .filter_map(|r| r.as_ref().err().cloned().map(PolicyError::from))
+            .collect();
+        let mut programs = compiled.into_iter().map(Result::ok);
+        let mut next = || programs.next().flatten();
+        let match_conditions: Vec<(String, Program)> = spec
+            .match_conditions
+            .iter()
+            .filter_map(|c| Some((c.name.clone(), next()?)))
+            .collect();
+        let validations: Vec<CompiledValidation> = spec
+            .validations
+            .iter()
+            .filter_map(|v| {
+                let program = next();
+                let message_expression = v.message_expression.as_ref().and_then(|_| next());
+                Some(CompiledValidation {
+                    program: program?,
+                    message: v.message.clone(),
+                    message_expression,
+                    reason: v.reason.unwrap_or(ValidationReason::Invalid),
+                })
+            })
             .collect();
         let mut mutations = Vec::new();
         for (index, m) in spec.mutations.iter().enumerate() {
-            match mutation::parse(&m.path) {
-                Ok(segments) => {
-                    if let Ok(program) = zen_cel::compile(m.value_expression.as_str()) {
-                        mutations.push(CompiledMutation {
-                            path: m.path.clone(),
-                            segments,
-                            program,
-                            overwrite: m.overwrite,
-                        });
-                    }
-                }
-                Err(error) => errors.push(PolicyError::Path { index, error }),
+            let program = next();
+            match (mutation::parse(&m.path), program) {
+                (Ok(segments), Some(program)) => mutations.push(CompiledMutation {
+                    path: m.path.clone(),
+                    segments,
+                    program,
+                    overwrite: m.overwrite,
+                }),
+                (Err(error), _) => errors.push(PolicyError::Path { index, error }),
+                (Ok(_), None) => {}
             }
         }
         if !errors.is_empty() {
             return Err(errors);
         }
-        // Everything compiled above; compiling again cannot fail but keeps the types honest.
-        let compile = |e: &zen_crds::Expression| zen_cel::compile(e.as_str()).ok();
         Ok(Self {
             name: policy.metadata.name.clone().unwrap_or_default(),
             namespace_selector: spec.namespace_selector.clone(),
-            match_conditions: spec
-                .match_conditions
-                .iter()
-                .filter_map(|c| Some((c.name.clone(), compile(&c.expression)?)))
-                .collect(),
-            validations: spec
-                .validations
-                .iter()
-                .filter_map(|v| {
-                    Some(CompiledValidation {
-                        program: compile(&v.expression)?,
-                        message: v.message.clone(),
-                        message_expression: v.message_expression.as_ref().and_then(compile),
-                        reason: v.reason.unwrap_or(ValidationReason::Invalid),
-                    })
-                })
-                .collect(),
+            match_conditions,
+            validations,
             mutations,
             actions: if spec.validation_actions.is_empty() {
                 vec![ValidationAction::Deny]
@@ -398,4 +404,70 @@ pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, Stri
         }
     });
     by_labels && by_expressions
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn policy(spec: Value) -> IngestorPolicy {
+        serde_json::from_value(json!({
+            "apiVersion": "config.zen.watcher.io/v1alpha1", "kind": "IngestorPolicy",
+            "metadata": {"name": "p"}, "spec": spec
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn every_bad_expression_is_reported_with_its_field() {
+        let p = policy(json!({
+            "matchConditions": [{"name": "m", "expression": "object.("}],
+            "validations": [{"expression": "true", "messageExpression": "'a' +"}],
+            "mutations": [{"path": "/spec/x", "valueExpression": "1"}, {"path": "/spec/*", "valueExpression": "1"}]
+        }));
+        let errors: Vec<String> = CompiledPolicy::compile(&p)
+            .err()
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors[0].starts_with("spec.matchConditions[0].expression: Invalid value"));
+        assert!(errors[1].starts_with("spec.validations[0].messageExpression: Invalid value"));
+        assert!(errors[2].starts_with("spec.mutations[1].path: Invalid value: /spec/*"));
+    }
+
+    #[test]
+    fn programs_keep_their_places() {
+        let p = policy(json!({
+            "matchConditions": [{"name": "m", "expression": "object.kind == 'Ingestor'"}],
+            "validations": [
+                {"expression": "object.n < 5", "messageExpression": "'n is ' + string(object.n)"},
+                {"expression": "object.n < 3", "message": "fixed"}
+            ],
+            "mutations": [{"path": "/spec/x", "valueExpression": "'x'"}],
+            "validationActions": ["Warn"]
+        }));
+        let (set, failed) = PolicySet::compile(&[p]);
+        assert!(failed.is_empty());
+        let mut vars = Variables::new();
+        vars.set("object", &json!({"kind": "Ingestor", "n": 7}));
+        let out = set.validate(None, &vars, &mut Budget::default());
+        assert!(out.denials.is_empty());
+        assert_eq!(
+            out.warnings,
+            vec![
+                "IngestorPolicy \"p\": n is 7",
+                "IngestorPolicy \"p\": fixed"
+            ]
+        );
+        let mut object = json!({"spec": {}});
+        let out = set.mutate(None, &vars, &mut object, &mut Budget::default());
+        assert_eq!(
+            out.patch,
+            vec![json!({"op": "add", "path": "/spec/x", "value": "x"})]
+        );
+    }
 }
