@@ -226,16 +226,8 @@ impl PolicySet {
     ) -> Outcome {
         let mut out = Outcome::default();
         for p in &self.policies {
-            match p.applies(namespace_labels, vars, budget) {
-                Ok(true) => {}
-                Ok(false) => {
-                    out.evaluations.push((p.name.clone(), "skipped"));
-                    continue;
-                }
-                Err(e) => {
-                    policy_error(p, &e, &mut out);
-                    continue;
-                }
+            if !applies(p, namespace_labels, vars, budget, &mut out) {
+                continue;
             }
             let mut failures = Vec::new();
             let mut errored = false;
@@ -278,16 +270,8 @@ impl PolicySet {
     ) -> Outcome {
         let mut out = Outcome::default();
         for p in self.policies.iter().filter(|p| !p.mutations.is_empty()) {
-            match p.applies(namespace_labels, vars, budget) {
-                Ok(true) => {}
-                Ok(false) => {
-                    out.evaluations.push((p.name.clone(), "skipped"));
-                    continue;
-                }
-                Err(e) => {
-                    policy_error(p, &e, &mut out);
-                    continue;
-                }
+            if !applies(p, namespace_labels, vars, budget, &mut out) {
+                continue;
             }
             let mut result = "allowed";
             for m in &p.mutations {
@@ -320,6 +304,27 @@ impl PolicySet {
             out.evaluations.push((p.name.clone(), result));
         }
         out
+    }
+}
+
+/// Whether `p` applies, recording a skip or an evaluation error in `out` when it does not.
+fn applies(
+    p: &CompiledPolicy,
+    namespace_labels: Option<&BTreeMap<String, String>>,
+    vars: &Variables,
+    budget: &mut Budget,
+    out: &mut Outcome,
+) -> bool {
+    match p.applies(namespace_labels, vars, budget) {
+        Ok(true) => true,
+        Ok(false) => {
+            out.evaluations.push((p.name.clone(), "skipped"));
+            false
+        }
+        Err(e) => {
+            policy_error(p, &e, out);
+            false
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! depth is then bounded so evaluation (also recursive) fits any worker thread's stack. The
 //! tree is instrumented with the budget's charging calls (see `budget`).
 
-use cel::common::ast::{CallExpr, EntryExpr, Expr, IdedExpr, operators};
+use cel::common::ast::{CallExpr, EntryExpr, Expr, IdedExpr, MapExpr, StructExpr, operators};
 
 use crate::{
     CompileError, Program,
@@ -105,17 +105,7 @@ fn instrument(node: &mut IdedExpr, next_id: &mut u64, depth: usize) -> usize {
             .iter_mut()
             .map(|e| instrument(e, next_id, depth + 1))
             .fold(0, usize::max),
-        Expr::Map(m) => m
-            .entries
-            .iter_mut()
-            .map(|e| match &mut e.expr {
-                EntryExpr::MapEntry(entry) => instrument(&mut entry.key, next_id, depth + 1)
-                    .max(instrument(&mut entry.value, next_id, depth + 1)),
-                EntryExpr::StructField(f) => instrument(&mut f.value, next_id, depth + 1),
-            })
-            .fold(0, usize::max),
-        Expr::Struct(s) => s
-            .entries
+        Expr::Map(MapExpr { entries }) | Expr::Struct(StructExpr { entries, .. }) => entries
             .iter_mut()
             .map(|e| match &mut e.expr {
                 EntryExpr::MapEntry(entry) => instrument(&mut entry.key, next_id, depth + 1)
