@@ -7,9 +7,11 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use tower::ServiceBuilder;
 use zen_admission::{Admission, AdmissionService, metrics::AdmissionMetrics};
 use zen_apiserver::{
+    authn::AuthenticationLayer,
     metrics::{ApiMetrics, MetricsLayer},
     server::ApiServer,
 };
+use zen_auth::authn::{Authentication, ClientCertAuthenticator};
 use zen_certs::dev::DevPki;
 use zen_serving::{ServerOptions, full, serve_plain, serve_tls};
 use zen_store::{Store, redb::RedbStore};
@@ -81,8 +83,16 @@ pub async fn run(config: DevConfig) -> Result<(), DevError> {
     let registry = Registry::new();
     let metrics = ApiMetrics::register(&registry).map_err(|e| DevError::Setup(e.to_string()))?;
     let api = ApiServer::new(store.clone(), metrics.clone()).map_err(DevError::Setup)?;
+    // Only the dev CA's clients get past TLS; authentication still verifies the chain and
+    // reads the user, as it will for every client CA in `serve`.
+    let client_certs = ClientCertAuthenticator::new(&pki.ca.cert_pem)
+        .map_err(|e| DevError::Setup(e.to_string()))?;
     let api = ServiceBuilder::new()
         .layer(MetricsLayer::new(metrics))
+        .layer(AuthenticationLayer::new(Authentication::new(
+            vec![Arc::new(client_certs)],
+            false,
+        )))
         .service(api);
     let cluster = Arc::new(DirCluster::default());
     let admission_metrics =

@@ -624,4 +624,47 @@ async fn only_clients_of_the_dev_ca_get_in() {
     // The admin kubeconfig's certificate is served.
     let c = Client::admin(&data, port);
     assert_eq!(c.send("GET", "/apis", &[], "").await.status, 200);
+
+    // Any certificate of the dev CA is a user: CN the name, O the group.
+    let pki = data.join("pki");
+    let dev_ca = zen_certs::issue::Ca::from_pem(zen_certs::issue::CertifiedKeyPem {
+        cert_pem: std::fs::read_to_string(pki.join("ca.crt")).unwrap(),
+        key_pem: std::fs::read_to_string(pki.join("ca.key")).unwrap(),
+    })
+    .unwrap();
+    let alice = dev_ca
+        .issue_client(
+            "alice",
+            Some("auditors"),
+            std::time::Duration::from_secs(3600),
+        )
+        .unwrap();
+    let c = Client::with_certificate(&data, port, &alice.cert_pem, &alice.key_pem);
+    let review = r#"{"kind":"SelfSubjectReview","apiVersion":"authentication.k8s.io/v1","metadata":{"creationTimestamp":null},"status":{"userInfo":{}}}"#;
+    let r = c
+        .send(
+            "POST",
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            &[("content-type", "application/json")],
+            review,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let body = r.json();
+    assert_eq!(body["kind"], "SelfSubjectReview");
+    assert_eq!(body["status"]["userInfo"]["username"], "alice");
+    assert_eq!(
+        body["status"]["userInfo"]["groups"],
+        serde_json::json!(["auditors", "system:authenticated"])
+    );
+    let r = c
+        .send(
+            "GET",
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.json()["reason"], "MethodNotAllowed");
 }

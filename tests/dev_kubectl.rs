@@ -47,6 +47,24 @@ fn kubectl_treats_observations_as_built_in() {
     let data = dir.path().join("data");
     let mut server = DevServer::start(&data, &[]);
 
+    // Identity: the admin certificate's CN is the user, its O a group.
+    let out = server.kubectl_ok(&["auth", "whoami", "-o", "json"]);
+    let review: serde_json::Value = serde_json::from_str(&out).expect("whoami JSON");
+    assert_eq!(
+        review["status"]["userInfo"]["username"], "zen-admin",
+        "{out}"
+    );
+    assert_eq!(
+        review["status"]["userInfo"]["groups"],
+        serde_json::json!(["system:masters", "system:authenticated"]),
+        "{out}"
+    );
+    let out = server.kubectl_ok(&["auth", "whoami"]);
+    assert!(
+        out.contains("zen-admin") && out.contains("system:masters"),
+        "{out}"
+    );
+
     // Discovery.
     let out = server.kubectl_ok(&["api-resources", "--api-group=zen.watcher.io", "-o", "wide"]);
     let line = row(&out, "observations");

@@ -1,6 +1,7 @@
 //! The aggregated API machinery of zen-watcher: what `kubectl` and kube-apiserver talk to on the
 //! secure port for `zen.watcher.io/v1alpha1`.
 
+pub mod authn;
 pub mod continue_token;
 pub mod discovery;
 pub mod metrics;

@@ -278,3 +278,11 @@ mod tests {
         assert_eq!(errs[0].reason, "FieldValueTooLong");
     }
 }
+
+/// Now, as `metav1.Time` writes it (second precision).
+pub(crate) fn now_rfc3339() -> String {
+    let t = k8s_openapi::jiff::Timestamp::now();
+    k8s_openapi::jiff::Timestamp::from_second(t.as_second())
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| t.to_string())
+}

@@ -282,6 +282,13 @@ impl ApiServer {
         {
             return Ok(document(&d.resource_list, inm.as_deref(), &[]));
         }
+        if let Some(version) = crate::authn::self_subject_review_version(&path) {
+            return crate::authn::self_subject_review(
+                version,
+                req.method(),
+                req.extensions().get::<zen_auth::UserInfo>(),
+            );
+        }
         let params = Params::parse(req.uri().query())?;
         match RequestInfo::parse(req.method(), &path, params.watch) {
             RequestInfo::Resource(info) => self.resource(req, info, params).await,
@@ -530,7 +537,12 @@ impl ApiServer {
         map.insert("apiVersion".into(), json!(format!("{API_GROUP}/{VERSION}")));
         map.insert("kind".into(), json!(resource.kind));
         let uid = uuid::Uuid::new_v4().to_string();
-        strategy::prepare_for_create(&mut obj, resource.kind, &uid, &now());
+        strategy::prepare_for_create(
+            &mut obj,
+            resource.kind,
+            &uid,
+            &crate::objects::now_rfc3339(),
+        );
         let warnings = self.validate(resource, &mut obj, params)?;
         let name = obj
             .pointer("/metadata/name")
@@ -1111,14 +1123,6 @@ fn header_str<B>(req: &Request<B>, name: header::HeaderName) -> Option<String> {
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
-}
-
-fn now() -> String {
-    let t = Timestamp::now();
-    // metav1.Time has second precision.
-    Timestamp::from_second(t.as_second())
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| t.to_string())
 }
 
 async fn read_body<B>(req: Request<B>) -> Result<Bytes>

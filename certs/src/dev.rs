@@ -221,14 +221,4 @@ mod tests {
             .to_string();
         assert!(err.contains("ca.crt"), "{err}");
     }
-
-    #[test]
-    fn admin_identity_comes_from_the_certificate() {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = DevPki::load_or_create(dir.path(), &[]).unwrap();
-        let der = certs_from_pem(&pki.admin.cert_pem, "admin").unwrap();
-        let id = crate::identity::from_certificate(&der[0]).unwrap();
-        assert_eq!(id.user, ADMIN_USER);
-        assert_eq!(id.groups, [ADMIN_GROUP]);
-    }
 }

@@ -2,7 +2,6 @@
 //! live in, and the rustls configuration that serves them.
 
 pub mod dev;
-pub mod identity;
 pub mod issue;
 pub mod tls;
 

@@ -275,21 +275,30 @@ pub mod client {
         /// A client with the dev admin certificate for any server on `port` that trusts it.
         pub fn admin_of(data_dir: &Path, port: u16) -> Self {
             let pki = data_dir.join("pki");
+            let cert = std::fs::read_to_string(pki.join("admin.crt")).expect("admin certificate");
+            let key = std::fs::read_to_string(pki.join("admin.key")).expect("admin key");
+            Self::with_certificate(data_dir, port, &cert, &key)
+        }
+
+        /// A client of the dev server under `data_dir` presenting the given certificate.
+        pub fn with_certificate(data_dir: &Path, port: u16, cert_pem: &str, key_pem: &str) -> Self {
             let mut roots = rustls::RootCertStore::empty();
-            for c in pem_certs(&pki.join("ca.crt")) {
+            for c in pem_certs(&data_dir.join("pki/ca.crt")) {
                 roots.add(c).expect("CA");
             }
-            let key_pem = std::fs::read(pki.join("admin.key")).expect("admin key");
-            let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+            let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
                 .expect("PEM")
                 .expect("a key");
+            let certs = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+                .map(|c| c.expect("PEM certificate"))
+                .collect();
             let config = rustls::ClientConfig::builder_with_provider(Arc::new(
                 rustls::crypto::ring::default_provider(),
             ))
             .with_safe_default_protocol_versions()
             .expect("TLS versions")
             .with_root_certificates(roots)
-            .with_client_auth_cert(pem_certs(&pki.join("admin.crt")), key)
+            .with_client_auth_cert(certs, key)
             .expect("client certificate");
             Self {
                 config: Arc::new(config),
