@@ -46,9 +46,21 @@ struct ServerArgs {
     /// Where Observations live: `redb:PATH` (embedded) or `etcd:http://HOST:PORT[,...]`.
     #[arg(long, env = "ZEN_STORE")]
     store: Option<String>,
-    /// Use mounted certificates (tls.crt, tls.key, ca.crt) instead of self-managed ones.
+    /// Use mounted certificates (tls.crt, tls.key, ca.crt) instead of self-managed ones;
+    /// re-read when the files change.
     #[arg(long, env = "ZEN_CERT_DIR")]
     cert_dir: Option<PathBuf>,
+    /// The ingest port's own certificate directory (e.g. a publicly trusted certificate);
+    /// without it the ingest port serves the secure port's certificate.
+    #[arg(long, env = "ZEN_INGEST_CERT_DIR")]
+    ingest_cert_dir: Option<PathBuf>,
+    /// Lifetime of self-managed serving (and dev client) certificates; renewed at two thirds.
+    #[arg(long, env = "ZEN_CERT_VALIDITY", default_value = "2160h")]
+    cert_validity: zen_crds::duration::Duration,
+    /// Lifetime of the self-managed CA; rotated at two thirds, with an overlap of one
+    /// serving-certificate lifetime during which both CAs are trusted.
+    #[arg(long, env = "ZEN_CA_VALIDITY", default_value = "43800h")]
+    ca_validity: zen_crds::duration::Duration,
     /// Log format.
     #[arg(long, env = "ZEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -153,12 +165,29 @@ fn policy_test(args: PolicyTestArgs) -> ExitCode {
 }
 
 fn run_dev(args: DevArgs) -> ExitCode {
+    let (cert_validity, ca_validity) = (
+        args.server.cert_validity.as_std(),
+        args.server.ca_validity.as_std(),
+    );
+    if cert_validity < std::time::Duration::from_secs(3) || ca_validity < 3 * cert_validity {
+        eprintln!(
+            "error: --cert-validity must be at least 3s and --ca-validity at least three times --cert-validity"
+        );
+        return ExitCode::from(EXIT_ERROR);
+    }
     let config = crate::dev::DevConfig {
         config_dir: args.config_dir,
+        certs: crate::certificates::CertOptions {
+            cert_dir: args.server.cert_dir,
+            ingest_cert_dir: args.server.ingest_cert_dir,
+            cert_validity,
+            ca_validity,
+        },
         data_dir: args.data_dir,
         store: args.server.store,
         bind: args.bind_address,
         secure_port: args.server.secure_port,
+        ingest_port: args.server.ingest_port,
         metrics_port: args.server.metrics_port,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -12,22 +12,24 @@ use zen_apiserver::{
     server::ApiServer,
 };
 use zen_auth::authn::{Authentication, ClientCertAuthenticator};
-use zen_certs::dev::DevPki;
+use zen_certs::metrics::CertMetrics;
 use zen_serving::{ServerOptions, full, serve_plain, serve_tls};
 use zen_store::{Store, redb::RedbStore};
 
 use crate::{
+    certificates::{self, CertOptions},
     config_dir::{self, DirCluster},
-    kubeconfig,
 };
 
 /// What `dev` needs from the command line.
 pub struct DevConfig {
     pub config_dir: Option<PathBuf>,
+    pub certs: CertOptions,
     pub data_dir: PathBuf,
     pub store: Option<String>,
     pub bind: std::net::IpAddr,
     pub secure_port: u16,
+    pub ingest_port: u16,
     pub metrics_port: u16,
 }
 
@@ -73,51 +75,11 @@ pub fn open_store(spec: &str) -> Result<Arc<dyn Store>, DevError> {
 pub async fn run(config: DevConfig) -> Result<(), DevError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(io(format!("creating {}", config.data_dir.display())))?;
-    let pki = DevPki::load_or_create(&config.data_dir.join("pki"), &[])?;
     let store_spec = config
         .store
         .clone()
         .unwrap_or_else(|| format!("redb:{}", config.data_dir.join("zen.redb").display()));
     let store = open_store(&store_spec)?;
-
-    let registry = Registry::new();
-    let metrics = ApiMetrics::register(&registry).map_err(|e| DevError::Setup(e.to_string()))?;
-    let api = ApiServer::new(store.clone(), metrics.clone()).map_err(DevError::Setup)?;
-    // Only the dev CA's clients get past TLS; authentication still verifies the chain and
-    // reads the user, as it will for every client CA in `serve`.
-    let client_certs = ClientCertAuthenticator::new(&pki.ca.cert_pem)
-        .map_err(|e| DevError::Setup(e.to_string()))?;
-    let api = ServiceBuilder::new()
-        .layer(MetricsLayer::new(metrics))
-        .layer(AuthenticationLayer::new(Authentication::new(
-            vec![Arc::new(client_certs)],
-            false,
-        )))
-        .service(api);
-    let cluster = Arc::new(DirCluster::default());
-    let admission_metrics =
-        AdmissionMetrics::register(&registry).map_err(|e| DevError::Setup(e.to_string()))?;
-    let admission = Arc::new(
-        Admission::new(cluster.clone(), Some(admission_metrics)).map_err(DevError::Setup)?,
-    );
-    if let Some(dir) = &config.config_dir {
-        tokio::spawn(config_dir::watch(dir.clone(), admission.clone(), cluster));
-    }
-    let service = secure_port(api, AdmissionService::new(admission));
-
-    let tls = zen_certs::tls::mutual_tls_server(
-        &pki.serving.cert_pem,
-        &pki.serving.key_pem,
-        &pki.ca.cert_pem,
-    )?;
-    let secure_addr = SocketAddr::new(config.bind, config.secure_port);
-    let secure = tokio::net::TcpListener::bind(secure_addr)
-        .await
-        .map_err(io(format!("listening on {secure_addr}")))?;
-    let metrics_addr = SocketAddr::new(config.bind, config.metrics_port);
-    let metrics_listener = tokio::net::TcpListener::bind(metrics_addr)
-        .await
-        .map_err(io(format!("listening on {metrics_addr}")))?;
 
     let host = if config.bind.is_unspecified() {
         "127.0.0.1".to_owned()
@@ -131,16 +93,54 @@ pub async fn run(config: DevConfig) -> Result<(), DevError> {
     };
     let server_url = format!("https://{host}:{}", config.secure_port);
     let kubeconfig_path = config.data_dir.join("kubeconfig");
-    kubeconfig::write(
-        &kubeconfig_path,
-        &kubeconfig::Credentials {
-            server: &server_url,
-            ca_pem: &pki.ca.cert_pem,
-            client_cert_pem: &pki.admin.cert_pem,
-            client_key_pem: &pki.admin.key_pem,
-        },
+
+    let registry = Registry::new();
+    let setup = |e: prometheus::Error| DevError::Setup(e.to_string());
+    let cert_metrics = CertMetrics::register(&registry).map_err(setup)?;
+    let certs = certificates::start(
+        &config.data_dir,
+        server_url.clone(),
+        config.certs,
+        Some(cert_metrics),
     )
-    .map_err(io(format!("writing {}", kubeconfig_path.display())))?;
+    .await?;
+
+    let metrics = ApiMetrics::register(&registry).map_err(setup)?;
+    let api = ApiServer::new(store.clone(), metrics.clone()).map_err(DevError::Setup)?;
+    // Only the dev CA's clients get past TLS; authentication still verifies the chain and
+    // reads the user, as it will for every client CA in `serve`.
+    let client_certs = ClientCertAuthenticator::new(certs.client_ca.clone());
+    let api = ServiceBuilder::new()
+        .layer(MetricsLayer::new(metrics))
+        .layer(AuthenticationLayer::new(Authentication::new(
+            vec![Arc::new(client_certs)],
+            false,
+        )))
+        .service(api);
+    let cluster = Arc::new(DirCluster::default());
+    let admission_metrics = AdmissionMetrics::register(&registry).map_err(setup)?;
+    let admission = Arc::new(
+        Admission::new(cluster.clone(), Some(admission_metrics)).map_err(DevError::Setup)?,
+    );
+    if let Some(dir) = &config.config_dir {
+        tokio::spawn(config_dir::watch(dir.clone(), admission.clone(), cluster));
+    }
+    let service = secure_port(api, AdmissionService::new(admission));
+
+    let tls = zen_certs::tls::server_config(certs.serving.clone(), Some(certs.client_ca.clone()))?;
+    let ingest_tls = zen_certs::tls::server_config(certs.ingest.clone(), None)?;
+    let secure_addr = SocketAddr::new(config.bind, config.secure_port);
+    let secure = tokio::net::TcpListener::bind(secure_addr)
+        .await
+        .map_err(io(format!("listening on {secure_addr}")))?;
+    let ingest_addr = SocketAddr::new(config.bind, config.ingest_port);
+    let ingest = tokio::net::TcpListener::bind(ingest_addr)
+        .await
+        .map_err(io(format!("listening on {ingest_addr}")))?;
+    let metrics_addr = SocketAddr::new(config.bind, config.metrics_port);
+    let metrics_listener = tokio::net::TcpListener::bind(metrics_addr)
+        .await
+        .map_err(io(format!("listening on {metrics_addr}")))?;
 
     tokio::spawn(zen_apiserver::ttl::run_reaper(
         store.clone(),
@@ -171,6 +171,13 @@ pub async fn run(config: DevConfig) -> Result<(), DevError> {
             Ok::<_, std::convert::Infallible>(resp)
         }
     });
+    let ingest_task = tokio::spawn(serve_tls(
+        ingest,
+        Arc::new(ingest_tls),
+        tower::service_fn(ingest_port),
+        ServerOptions::default(),
+        stopped(stop_rx.clone()),
+    ));
     let metrics_task = tokio::spawn(serve_plain(
         metrics_listener,
         metrics_service,
@@ -178,7 +185,7 @@ pub async fn run(config: DevConfig) -> Result<(), DevError> {
         stopped(stop_rx),
     ));
 
-    tracing::info!(%secure_addr, %metrics_addr, store = %store_spec, "zen-watcher dev is serving");
+    tracing::info!(%secure_addr, %ingest_addr, %metrics_addr, store = %store_spec, "zen-watcher dev is serving");
     println!(
         "zen-watcher dev is serving on {server_url}\n\n  kubectl --kubeconfig {kc} get observations -A\n  kubectl --kubeconfig {kc} api-resources --api-group=zen.watcher.io\n\nmetrics: http://{metrics_addr}/metrics; data in {data}",
         kc = kubeconfig_path.display(),
@@ -189,8 +196,27 @@ pub async fn run(config: DevConfig) -> Result<(), DevError> {
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = secure_task.await;
+    let _ = ingest_task.await;
     let _ = metrics_task.await;
     Ok(())
+}
+
+/// The ingest port. Webhook endpoints arrive with Ingestors; until then it answers health
+/// checks, so load balancers and tests can see its certificate.
+async fn ingest_port(
+    req: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<zen_serving::Body>, std::convert::Infallible> {
+    let (status, body) = match req.uri().path() {
+        "/healthz" => (http::StatusCode::OK, "ok"),
+        _ => (http::StatusCode::NOT_FOUND, "404 page not found"),
+    };
+    let mut resp = http::Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Ok(resp)
 }
 
 /// The secure port: admission webhooks under `/admission/`, the aggregated API for the rest.

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod certificates;
 mod cli;
 mod config_dir;
 mod dev;

@@ -574,8 +574,15 @@ async fn only_clients_of_the_dev_ca_get_in() {
     );
 
     // A certificate from another CA (and no certificate at all) fails the handshake.
-    let other = tempfile::tempdir().unwrap();
-    let foreign = zen_certs::dev::DevPki::load_or_create(other.path(), &[]).unwrap();
+    let foreign =
+        zen_certs::issue::Ca::generate("foreign-ca", std::time::Duration::from_secs(3600))
+            .unwrap()
+            .issue_client(
+                "zen-admin",
+                Some("system:masters"),
+                std::time::Duration::from_secs(3600),
+            )
+            .unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     let ca = std::fs::read_to_string(data.join("pki/ca.crt")).unwrap();
@@ -590,8 +597,8 @@ async fn only_clients_of_the_dev_ca_get_in() {
     };
     let foreign_client = builder()
         .with_client_auth_cert(
-            zen_certs::tls::certs_from_pem(&foreign.admin.cert_pem, "foreign").unwrap(),
-            zen_certs::tls::key_from_pem(&foreign.admin.key_pem, "foreign").unwrap(),
+            zen_certs::tls::certs_from_pem(&foreign.cert_pem, "foreign").unwrap(),
+            zen_certs::tls::key_from_pem(&foreign.key_pem, "foreign").unwrap(),
         )
         .unwrap();
     for config in [foreign_client, builder().with_no_client_auth()] {
@@ -626,10 +633,13 @@ async fn only_clients_of_the_dev_ca_get_in() {
     assert_eq!(c.send("GET", "/apis", &[], "").await.status, 200);
 
     // Any certificate of the dev CA is a user: CN the name, O the group.
-    let pki = data.join("pki");
+    let ca_secret: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(data.join("pki/zen-watcher-ca.json")).unwrap(),
+    )
+    .unwrap();
     let dev_ca = zen_certs::issue::Ca::from_pem(zen_certs::issue::CertifiedKeyPem {
-        cert_pem: std::fs::read_to_string(pki.join("ca.crt")).unwrap(),
-        key_pem: std::fs::read_to_string(pki.join("ca.key")).unwrap(),
+        cert_pem: ca_secret["ca.crt"].as_str().unwrap().to_owned(),
+        key_pem: ca_secret["ca.key"].as_str().unwrap().to_owned(),
     })
     .unwrap();
     let alice = dev_ca

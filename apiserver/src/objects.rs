@@ -217,6 +217,14 @@ fn name_part_ok(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
+/// Now, as `metav1.Time` writes it (second precision).
+pub(crate) fn now_rfc3339() -> String {
+    let t = k8s_openapi::jiff::Timestamp::now();
+    k8s_openapi::jiff::Timestamp::from_second(t.as_second())
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| t.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -277,12 +285,4 @@ mod tests {
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].reason, "FieldValueTooLong");
     }
-}
-
-/// Now, as `metav1.Time` writes it (second precision).
-pub(crate) fn now_rfc3339() -> String {
-    let t = k8s_openapi::jiff::Timestamp::now();
-    k8s_openapi::jiff::Timestamp::from_second(t.as_second())
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| t.to_string())
 }

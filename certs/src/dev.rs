@@ -1,6 +1,6 @@
-//! The PKI of `zen-watcher dev`, kept in a directory: a CA, a serving certificate for
-//! localhost, and an admin client certificate for the kubeconfig. Reused across restarts so
-//! kubeconfigs keep working; certificates near their end are reissued from the same CA.
+//! The PKI of `zen-watcher dev`: the self-managed PKI kept in files under
+//! `<data-dir>/pki`, plus an admin client certificate for the kubeconfig. The CA is reused
+//! across restarts so kubeconfigs keep working.
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -8,217 +8,187 @@ use std::{
     time::Duration,
 };
 
-use x509_parser::prelude::{FromDer, X509Certificate};
-
 use crate::{
     CertError,
-    issue::{Ca, CertifiedKeyPem},
-    tls::certs_from_pem,
+    inspect::CertInfo,
+    issue::CertifiedKeyPem,
+    manager::Publisher,
+    pki::Pki,
+    rotation::Settings,
+    store::{StoreFuture, write_file},
 };
 
-const CA_LIFETIME: Duration = Duration::from_secs(5 * 365 * 24 * 3600);
-const LEAF_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
 /// User and group of the admin client certificate.
 pub const ADMIN_USER: &str = "zen-admin";
 pub const ADMIN_GROUP: &str = "system:masters";
+const MIN_ADMIN_LIFETIME: Duration = Duration::from_secs(90 * 86_400);
 
-/// The dev PKI, loaded or created.
-#[derive(Debug)]
-pub struct DevPki {
-    pub ca: CertifiedKeyPem,
-    pub serving: CertifiedKeyPem,
+/// The names the dev serving certificate covers: loopback, and the in-cluster Service
+/// names, so recorded traffic (SNI `zen-watcher.zen-system.svc`) verifies too.
+pub fn settings(cert_validity: Duration, ca_validity: Duration) -> Settings {
+    let mut dns_names = vec!["localhost".to_owned()];
+    dns_names.extend(Settings::service_names("zen-watcher", "zen-system"));
+    Settings {
+        ca_name: "zen-watcher-dev-ca".into(),
+        dns_names,
+        ips: vec![
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ],
+        cert_validity,
+        ca_validity,
+    }
+}
+
+/// What a client of the dev server needs, current after each publication.
+pub struct DevCredentials {
+    /// Every CA to trust now (more than one during a CA rotation).
+    pub ca_bundle: String,
     pub admin: CertifiedKeyPem,
 }
 
-fn read(path: &Path) -> Result<Option<String>, CertError> {
-    match std::fs::read_to_string(path) {
-        Ok(s) => Ok(Some(s)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(CertError::Io {
-            path: path.display().to_string(),
-            source,
-        }),
-    }
+type OnChange = Box<dyn Fn(&DevCredentials) -> Result<(), CertError> + Send + Sync>;
+
+/// Publishes the dev PKI: `ca.crt` (the CA bundle), `tls.crt`/`tls.key` (the serving
+/// certificate, for baselines that serve the same one) and a fresh admin certificate from
+/// the signing CA in `admin.crt`/`admin.key`, then tells `on_change`.
+pub struct DevPublisher {
+    dir: PathBuf,
+    validity: Duration,
+    on_change: OnChange,
 }
 
-fn write(path: &Path, contents: &str, private: bool) -> Result<(), CertError> {
-    let io = |source| CertError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let tmp = path.with_extension("tmp");
-    {
-        use std::io::Write;
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        if private {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        #[cfg(not(unix))]
-        let _ = private;
-        let mut f = options.open(&tmp).map_err(io)?;
-        f.write_all(contents.as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
-    std::fs::rename(&tmp, path).map_err(io)
-}
-
-/// Seconds of validity left, or an error naming `origin` if the PEM is not a certificate.
-fn remaining(cert_pem: &str, origin: &Path) -> Result<(i64, i64), CertError> {
-    let certs = certs_from_pem(cert_pem, &origin.display().to_string())?;
-    let (_, cert) =
-        X509Certificate::from_der(certs[0].as_ref()).map_err(|e| CertError::Invalid {
-            path: origin.display().to_string(),
-            message: format!("unparsable certificate: {e}"),
-        })?;
-    let v = cert.validity();
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let total = v.not_after.timestamp() - v.not_before.timestamp();
-    Ok((v.not_after.timestamp() - now, total))
-}
-
-/// Whether a certificate is past two thirds of its life (or past its end).
-fn due(cert_pem: &str, origin: &Path) -> Result<bool, CertError> {
-    let (left, total) = remaining(cert_pem, origin)?;
-    Ok(left <= total / 3)
-}
-
-struct Files {
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl Files {
-    fn new(dir: &Path, stem: &str) -> Self {
+impl DevPublisher {
+    /// A fresh admin certificate is issued with every publication (at least once per
+    /// serving renewal, and whenever the CA changes). It lives at least 90 days, longer if
+    /// the serving certificates do, and never past the CA: short serving lifetimes must not
+    /// expire the certificates of clients on long-lived connections.
+    pub fn new(
+        dir: &Path,
+        validity: Duration,
+        on_change: impl Fn(&DevCredentials) -> Result<(), CertError> + Send + Sync + 'static,
+    ) -> Self {
         Self {
-            cert: dir.join(format!("{stem}.crt")),
-            key: dir.join(format!("{stem}.key")),
+            dir: dir.to_owned(),
+            validity,
+            on_change: Box::new(on_change),
         }
-    }
-
-    fn load(&self) -> Result<Option<CertifiedKeyPem>, CertError> {
-        match (read(&self.cert)?, read(&self.key)?) {
-            (Some(cert_pem), Some(key_pem)) => Ok(Some(CertifiedKeyPem { cert_pem, key_pem })),
-            _ => Ok(None),
-        }
-    }
-
-    fn store(&self, pem: &CertifiedKeyPem) -> Result<(), CertError> {
-        write(&self.key, &pem.key_pem, true)?;
-        write(&self.cert, &pem.cert_pem, false)
     }
 }
 
-impl DevPki {
-    /// Loads the PKI from `dir`, creating or renewing what is missing or due.
-    pub fn load_or_create(dir: &Path, extra_names: &[String]) -> Result<Self, CertError> {
-        std::fs::create_dir_all(dir).map_err(|source| CertError::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        let ca_files = Files::new(dir, "ca");
-        let ca = match ca_files.load()? {
-            Some(pem) if !due(&pem.cert_pem, &ca_files.cert)? => {
-                Ca::from_pem(pem).map_err(|e| CertError::Invalid {
-                    path: ca_files.key.display().to_string(),
-                    message: e.to_string(),
-                })?
+impl Publisher for DevPublisher {
+    fn publish<'a>(&'a self, pki: &'a Pki) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let ca_end = CertInfo::of_pem(&pki.ca.pem.cert_pem, "CA certificate")?.not_after;
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let left = Duration::from_secs(u64::try_from(ca_end - now).unwrap_or(0));
+            let admin = pki.ca.issue_client(
+                ADMIN_USER,
+                Some(ADMIN_GROUP),
+                self.validity.max(MIN_ADMIN_LIFETIME).min(left),
+            )?;
+            let creds = DevCredentials {
+                ca_bundle: pki.bundle(),
+                admin,
+            };
+            write_file(&self.dir.join("ca.crt"), creds.ca_bundle.as_bytes(), false)?;
+            if let Some(serving) = &pki.serving {
+                write_file(&self.dir.join("tls.key"), serving.key_pem.as_bytes(), true)?;
+                write_file(
+                    &self.dir.join("tls.crt"),
+                    serving.cert_pem.as_bytes(),
+                    false,
+                )?;
             }
-            _ => {
-                let ca = Ca::generate("zen-watcher-dev-ca", CA_LIFETIME)?;
-                ca_files.store(&ca.pem)?;
-                tracing::info!(path = %ca_files.cert.display(), "created the dev CA");
-                ca
-            }
-        };
-        let mut names = vec![
-            "localhost".to_owned(),
-            "zen-watcher.zen-system.svc".to_owned(),
-        ];
-        names.extend(extra_names.iter().cloned());
-        let ips = [
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ];
-        let serving = Self::leaf(&Files::new(dir, "tls"), &ca, || {
-            ca.issue_serving(&names, &ips, LEAF_LIFETIME)
-        })?;
-        let admin = Self::leaf(&Files::new(dir, "admin"), &ca, || {
-            ca.issue_client(ADMIN_USER, Some(ADMIN_GROUP), LEAF_LIFETIME)
-        })?;
-        Ok(Self {
-            ca: ca.pem.clone(),
-            serving,
-            admin,
+            write_file(
+                &self.dir.join("admin.key"),
+                creds.admin.key_pem.as_bytes(),
+                true,
+            )?;
+            write_file(
+                &self.dir.join("admin.crt"),
+                creds.admin.cert_pem.as_bytes(),
+                false,
+            )?;
+            (self.on_change)(&creds)
         })
     }
-
-    /// An issued certificate, reused while it is valid, signed by the current CA and
-    /// not yet due; reissued otherwise.
-    fn leaf(
-        files: &Files,
-        ca: &Ca,
-        issue: impl FnOnce() -> Result<CertifiedKeyPem, CertError>,
-    ) -> Result<CertifiedKeyPem, CertError> {
-        if let Some(pem) = files.load()?
-            && !due(&pem.cert_pem, &files.cert)?
-            && signed_by(&pem.cert_pem, &ca.pem.cert_pem)
-            && crate::tls::key_from_pem(&pem.key_pem, &files.key.display().to_string()).is_ok()
-        {
-            return Ok(pem);
-        }
-        let pem = issue()?;
-        files.store(&pem)?;
-        tracing::info!(path = %files.cert.display(), "issued a certificate");
-        Ok(pem)
-    }
-}
-
-/// Whether `cert_pem`'s issuer is `ca_pem`'s subject and its signature verifies.
-fn signed_by(cert_pem: &str, ca_pem: &str) -> bool {
-    let (Ok(cert), Ok(ca)) = (
-        certs_from_pem(cert_pem, "cert"),
-        certs_from_pem(ca_pem, "ca"),
-    ) else {
-        return false;
-    };
-    let (Ok((_, cert)), Ok((_, ca))) = (
-        X509Certificate::from_der(cert[0].as_ref()),
-        X509Certificate::from_der(ca[0].as_ref()),
-    ) else {
-        return false;
-    };
-    cert.verify_signature(Some(ca.public_key())).is_ok()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::sync::{Arc, Mutex};
 
-    #[test]
-    fn reuses_the_ca_and_renews_broken_leaves() {
-        let dir = tempfile::tempdir().unwrap();
-        let first = DevPki::load_or_create(dir.path(), &[]).unwrap();
-        let second = DevPki::load_or_create(dir.path(), &[]).unwrap();
-        assert_eq!(first.ca.cert_pem, second.ca.cert_pem);
-        assert_eq!(first.admin.cert_pem, second.admin.cert_pem);
-        // A corrupt serving key is replaced, from the same CA.
-        std::fs::write(dir.path().join("tls.key"), "garbage").unwrap();
-        let third = DevPki::load_or_create(dir.path(), &[]).unwrap();
-        assert_ne!(third.serving.cert_pem, first.serving.cert_pem);
-        assert!(signed_by(&third.serving.cert_pem, &first.ca.cert_pem));
+    use super::*;
+    use crate::{manager::SelfManaged, store::FileStore};
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    async fn start(dir: &Path) -> Result<Arc<Mutex<Option<String>>>, CertError> {
+        let bundle = Arc::new(Mutex::new(None));
+        let seen = bundle.clone();
+        let publisher = DevPublisher::new(dir, DAY, move |c| {
+            *seen.lock().unwrap() = Some(c.ca_bundle.clone());
+            Ok(())
+        });
+        SelfManaged::start(
+            Arc::new(FileStore::new(dir)?),
+            settings(DAY, 10 * DAY),
+            Arc::new(publisher),
+            None,
+        )
+        .await?;
+        Ok(bundle)
     }
 
-    #[test]
-    fn a_corrupt_ca_certificate_names_its_file() {
+    #[tokio::test]
+    async fn the_ca_survives_a_restart_and_a_broken_serving_key_is_replaced() {
         let dir = tempfile::tempdir().unwrap();
-        DevPki::load_or_create(dir.path(), &[]).unwrap();
-        std::fs::write(dir.path().join("ca.crt"), "not pem").unwrap();
-        let err = DevPki::load_or_create(dir.path(), &[])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("ca.crt"), "{err}");
+        let first = start(dir.path()).await.unwrap();
+        let ca = std::fs::read_to_string(dir.path().join("ca.crt")).unwrap();
+        assert_eq!(first.lock().unwrap().as_deref(), Some(ca.as_str()));
+        let tls = std::fs::read_to_string(dir.path().join("tls.crt")).unwrap();
+
+        std::fs::write(
+            dir.path().join("zen-watcher-tls.json"),
+            r#"{"tls.crt":"x","tls.key":"y"}"#,
+        )
+        .unwrap();
+        start(dir.path()).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("ca.crt")).unwrap(),
+            ca
+        );
+        let renewed = std::fs::read_to_string(dir.path().join("tls.crt")).unwrap();
+        assert_ne!(renewed, tls);
+        assert!(crate::inspect::signed_by(&renewed, &ca));
+        let admin = std::fs::read_to_string(dir.path().join("admin.crt")).unwrap();
+        assert!(crate::inspect::signed_by(&admin, &ca));
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_ca_is_an_error_naming_it_and_is_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        start(dir.path()).await.unwrap();
+        let path = dir.path().join("zen-watcher-ca.json");
+        let mut data: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        data["ca.crt"] = "not pem".into();
+        let broken = data.to_string();
+        std::fs::write(&path, &broken).unwrap();
+        let err = start(dir.path()).await.unwrap_err().to_string();
+        assert!(err.contains("zen-watcher-ca/ca.crt"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), broken);
+    }
+
+    #[tokio::test]
+    async fn a_pki_directory_of_the_earlier_layout_keeps_its_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = crate::issue::Ca::generate("old-dev-ca", 10 * DAY).unwrap();
+        std::fs::write(dir.path().join("ca.crt"), &ca.pem.cert_pem).unwrap();
+        std::fs::write(dir.path().join("ca.key"), &ca.pem.key_pem).unwrap();
+        start(dir.path()).await.unwrap();
+        let bundle = std::fs::read_to_string(dir.path().join("ca.crt")).unwrap();
+        assert_eq!(bundle.trim_end(), ca.pem.cert_pem.trim_end());
     }
 }

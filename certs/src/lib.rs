@@ -2,7 +2,14 @@
 //! live in, and the rustls configuration that serves them.
 
 pub mod dev;
+pub mod inspect;
 pub mod issue;
+pub mod manager;
+pub mod metrics;
+pub mod mounted;
+pub mod pki;
+pub mod rotation;
+pub mod store;
 pub mod tls;
 
 /// Why certificate material could not be used. Messages name the file where there is one.
@@ -20,4 +27,15 @@ pub enum CertError {
     Issue(String),
     #[error("TLS configuration: {0}")]
     Tls(String),
+}
+
+/// Unix seconds as RFC 3339, for messages and Secret fields.
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
 }

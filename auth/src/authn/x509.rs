@@ -10,12 +10,12 @@ use std::{
 };
 
 use rustls::{
-    RootCertStore,
     pki_types::{CertificateDer, UnixTime},
-    server::{WebPkiClientVerifier, danger::ClientCertVerifier},
+    server::danger::ClientCertVerifier,
 };
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::{FromDer, X509Certificate};
+use zen_certs::tls::ClientCa;
 use zen_serving::ConnectionInfo;
 
 use super::{Authenticator, AuthnError, AuthnFuture};
@@ -27,33 +27,30 @@ const CACHE_TTL: Duration = Duration::from_secs(60);
 const CACHE_ENTRIES: usize = 4096;
 
 /// The user a verified chain names (none without a CN), and until when that holds.
-type Verdict = (Option<UserInfo>, Instant);
+type Verdict = (Option<UserInfo>, Instant, u64);
 
 pub struct ClientCertAuthenticator {
-    verifier: Arc<dyn ClientCertVerifier>,
+    verifier: Arc<ClientCa>,
     /// Verified chains by digest: a signature check per request would cost more than the
     /// request (keep-alive connections send thousands).
     cache: Mutex<HashMap<[u8; 32], Verdict>>,
 }
 
 impl ClientCertAuthenticator {
-    /// An authenticator for certificates issued by any CA in the PEM bundle `ca_pem`.
-    pub fn new(ca_pem: &str) -> Result<Self, AuthnError> {
-        let bad = |e: &dyn std::fmt::Display| AuthnError::ClientCa(e.to_string());
-        let mut roots = RootCertStore::empty();
-        for ca in zen_certs::tls::certs_from_pem(ca_pem, "client CA").map_err(|e| bad(&e))? {
-            roots.add(ca).map_err(|e| bad(&e))?;
-        }
-        let verifier = WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            zen_certs::tls::provider(),
-        )
-        .build()
-        .map_err(|e| bad(&e))?;
-        Ok(Self {
-            verifier,
+    /// An authenticator for certificates issued by the CAs of `client_ca`, following it
+    /// when its CAs are replaced.
+    pub fn new(client_ca: Arc<ClientCa>) -> Self {
+        Self {
+            verifier: client_ca,
             cache: Mutex::new(HashMap::new()),
-        })
+        }
+    }
+
+    /// An authenticator for certificates issued by any CA in the PEM bundle `ca_pem`.
+    pub fn from_pem(ca_pem: &str) -> Result<Self, AuthnError> {
+        let client_ca =
+            ClientCa::new(ca_pem, false).map_err(|e| AuthnError::ClientCa(e.to_string()))?;
+        Ok(Self::new(client_ca))
     }
 
     fn verify(&self, chain: &[CertificateDer<'static>]) -> Result<Option<UserInfo>, AuthnError> {
@@ -67,9 +64,11 @@ impl ClientCertAuthenticator {
         }
         let key: [u8; 32] = digest.finalize().into();
         let now = Instant::now();
+        let generation = self.verifier.generation();
         if let Ok(cache) = self.cache.lock()
-            && let Some((user, until)) = cache.get(&key)
+            && let Some((user, until, verified_with)) = cache.get(&key)
             && *until > now
+            && *verified_with == generation
         {
             return Ok(user.clone());
         }
@@ -95,7 +94,7 @@ impl ClientCertAuthenticator {
             if cache.len() >= CACHE_ENTRIES {
                 cache.clear();
             }
-            cache.insert(key, (user.clone(), now + CACHE_TTL.min(left)));
+            cache.insert(key, (user.clone(), now + CACHE_TTL.min(left), generation));
         }
         Ok(user)
     }
@@ -166,7 +165,7 @@ mod tests {
         let ca = Ca::generate("client-ca", DAY).unwrap();
         let authn = Authentication::new(
             vec![Arc::new(
-                ClientCertAuthenticator::new(&ca.pem.cert_pem).unwrap(),
+                ClientCertAuthenticator::from_pem(&ca.pem.cert_pem).unwrap(),
             )],
             false,
         );
@@ -185,7 +184,7 @@ mod tests {
         let ca = Ca::generate("client-ca", DAY).unwrap();
         let other = Ca::generate("other-ca", DAY).unwrap();
         let method: Arc<dyn Authenticator> =
-            Arc::new(ClientCertAuthenticator::new(&ca.pem.cert_pem).unwrap());
+            Arc::new(ClientCertAuthenticator::from_pem(&ca.pem.cert_pem).unwrap());
         let mallory = other
             .issue_client("admin", Some("system:masters"), DAY)
             .unwrap();
@@ -214,7 +213,7 @@ mod tests {
     #[tokio::test]
     async fn a_serving_certificate_is_not_a_client_certificate() {
         let ca = Ca::generate("client-ca", DAY).unwrap();
-        let authn = ClientCertAuthenticator::new(&ca.pem.cert_pem).unwrap();
+        let authn = ClientCertAuthenticator::from_pem(&ca.pem.cert_pem).unwrap();
         let server = ca.issue_serving(&["zen-watcher".into()], &[], DAY).unwrap();
         let err = authn
             .authenticate(&request(Some(chain(&server.cert_pem))))
