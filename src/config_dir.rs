@@ -8,6 +8,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use base64::{Engine, engine::general_purpose::STANDARD};
 use serde_json::Value;
 use zen_admission::{Admission, ClusterView, StaticCluster};
 use zen_crds::{Ingestor, IngestorPolicy, manifest};
@@ -18,6 +19,8 @@ pub struct Config {
     pub ingestors: Vec<Ingestor>,
     pub policies: Vec<IngestorPolicy>,
     pub cluster: StaticCluster,
+    /// Secret values, for the ingest endpoints' signature checks (never logged).
+    pub secret_values: zen_ingest::SecretValues,
     /// One readable line per file or document that could not be used.
     pub errors: Vec<String>,
 }
@@ -62,6 +65,35 @@ impl Config {
                 let ns = Some(meta("namespace"))
                     .filter(|n| !n.is_empty())
                     .unwrap_or_else(|| "default".into());
+                let mut values = BTreeMap::new();
+                for (k, v) in v
+                    .get("data")
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                {
+                    match v.as_str().map(|b64| STANDARD.decode(b64)) {
+                        Some(Ok(bytes)) => {
+                            values.insert(k.clone(), bytes);
+                        }
+                        _ => self.errors.push(format!(
+                            "Secret {ns}/{}: data.{k} is not base64",
+                            meta("name")
+                        )),
+                    }
+                }
+                for (k, v) in v
+                    .get("stringData")
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(text) = v.as_str() {
+                        values.insert(k.clone(), text.as_bytes().to_vec());
+                    }
+                }
+                self.secret_values
+                    .insert((ns.clone(), meta("name")), values);
                 self.cluster.secrets.insert((ns, meta("name")), keys);
             }
             (Some("v1"), Some("Namespace")) => {
@@ -131,7 +163,7 @@ impl ClusterView for DirCluster {
 }
 
 /// How often the directory is looked at for changes.
-const POLL: Duration = Duration::from_secs(2);
+const POLL: Duration = Duration::from_millis(500);
 
 /// Names, sizes and modification times: a change to any file changes this.
 fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
@@ -147,8 +179,14 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
         .collect()
 }
 
-/// Loads `dir` into `admission` and `cluster` now and again whenever its files change.
-pub async fn watch(dir: PathBuf, admission: Arc<Admission>, cluster: Arc<DirCluster>) {
+/// Loads `dir` into `admission`, `cluster` and the ingest `endpoints` now and again
+/// whenever its files change.
+pub async fn watch(
+    dir: PathBuf,
+    admission: Arc<Admission>,
+    cluster: Arc<DirCluster>,
+    endpoints: Arc<zen_ingest::Endpoints>,
+) {
     let mut seen = None;
     loop {
         let now = fingerprint(&dir);
@@ -163,10 +201,14 @@ pub async fn watch(dir: PathBuf, admission: Arc<Admission>, cluster: Arc<DirClus
                 }
             }
             cluster.replace(config.cluster);
+            for (ingestor, error) in endpoints.load(&config.ingestors, &config.secret_values) {
+                tracing::warn!(%ingestor, %error, "Ingestor not served");
+            }
             tracing::info!(
                 dir = %dir.display(),
                 ingestors = config.ingestors.len(),
                 policies = config.policies.len(),
+                endpoints = ?endpoints.paths(),
                 "config directory loaded"
             );
             seen = Some(now);

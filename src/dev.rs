@@ -107,6 +107,12 @@ pub async fn run(config: DevConfig) -> Result<(), DevError> {
 
     let metrics = ApiMetrics::register(&registry).map_err(setup)?;
     let api = ApiServer::new(store.clone(), metrics.clone()).map_err(DevError::Setup)?;
+    let endpoints = Arc::new(zen_ingest::Endpoints::default());
+    let ingest_service = zen_ingest::IngestService::new(
+        endpoints.clone(),
+        zen_ingest::sink::ApiSink::new(api.clone()),
+        Some(zen_ingest::metrics::IngestMetrics::register(&registry).map_err(setup)?),
+    );
     // Only the dev CA's clients get past TLS; authentication still verifies the chain and
     // reads the user, as it will for every client CA in `serve`.
     let client_certs = ClientCertAuthenticator::new(certs.client_ca.clone());
@@ -123,7 +129,12 @@ pub async fn run(config: DevConfig) -> Result<(), DevError> {
         Admission::new(cluster.clone(), Some(admission_metrics)).map_err(DevError::Setup)?,
     );
     if let Some(dir) = &config.config_dir {
-        tokio::spawn(config_dir::watch(dir.clone(), admission.clone(), cluster));
+        tokio::spawn(config_dir::watch(
+            dir.clone(),
+            admission.clone(),
+            cluster,
+            endpoints,
+        ));
     }
     let service = secure_port(api, AdmissionService::new(admission));
 
@@ -174,7 +185,7 @@ pub async fn run(config: DevConfig) -> Result<(), DevError> {
     let ingest_task = tokio::spawn(serve_tls(
         ingest,
         Arc::new(ingest_tls),
-        tower::service_fn(ingest_port),
+        ingest_service,
         ServerOptions::default(),
         stopped(stop_rx.clone()),
     ));
@@ -199,24 +210,6 @@ pub async fn run(config: DevConfig) -> Result<(), DevError> {
     let _ = ingest_task.await;
     let _ = metrics_task.await;
     Ok(())
-}
-
-/// The ingest port. Webhook endpoints arrive with Ingestors; until then it answers health
-/// checks, so load balancers and tests can see its certificate.
-async fn ingest_port(
-    req: http::Request<hyper::body::Incoming>,
-) -> Result<http::Response<zen_serving::Body>, std::convert::Infallible> {
-    let (status, body) = match req.uri().path() {
-        "/healthz" => (http::StatusCode::OK, "ok"),
-        _ => (http::StatusCode::NOT_FOUND, "404 page not found"),
-    };
-    let mut resp = http::Response::new(full(body));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    Ok(resp)
 }
 
 /// The secure port: admission webhooks under `/admission/`, the aggregated API for the rest.

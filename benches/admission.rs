@@ -1,0 +1,2 @@
+//! Admission webhook benchmark (`cargo bench --bench admission`); being written.
+fn main() {}

@@ -1,0 +1,317 @@
+//! An Ingestor's CEL: the filter, the mapping to Observation fields and the dedup key,
+//! compiled once per Ingestor and run with one cost budget per delivery.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use zen_cel::{Budget, EvalError, Program, Variables, compile, with_stack};
+use zen_crds::Ingestor;
+
+/// Observation fields a mapping computes: the name in `spec`, whether it must be present,
+/// and whether it is a string (else an object).
+const FIELDS: [(&str, bool, bool); 10] = [
+    ("source", false, true),
+    ("category", true, true),
+    ("severity", true, true),
+    ("eventType", true, true),
+    ("title", false, true),
+    ("description", false, true),
+    ("resource", false, false),
+    ("details", false, false),
+    ("detectedAt", false, true),
+    ("fingerprint", false, true),
+];
+
+/// Default dedup window (DESIGN.md: repeats inside it bump `status.count`).
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
+
+pub struct Pipeline {
+    ingestor: String,
+    filter: Option<Program>,
+    mapping: Vec<(&'static str, bool, bool, Program)>,
+    dedup: Option<(Option<Program>, Duration)>,
+    ttl_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PipelineError {
+    #[error("filter: {0}")]
+    Filter(EvalError),
+    #[error("mapping of spec.{field}: {message}")]
+    Mapping {
+        field: &'static str,
+        message: String,
+    },
+    #[error("dedup key: {0}")]
+    DedupKey(String),
+}
+
+/// What a delivery becomes.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// The filter said no.
+    Dropped,
+    Observe {
+        spec: Value,
+        /// The dedup key and window, when the Ingestor deduplicates.
+        dedup: Option<(String, Duration)>,
+    },
+}
+
+impl Pipeline {
+    /// Compiles an Ingestor's expressions; the error names the field.
+    pub fn compile(ingestor: &Ingestor) -> Result<Self, String> {
+        let spec = &ingestor.spec;
+        let program =
+            |field: &str, text: &str| compile(text).map_err(|e| format!("spec.{field}: {e}"));
+        let filter = spec
+            .filter
+            .as_ref()
+            .map(|f| program("filter", &f.0))
+            .transpose()?;
+        let mapping = spec
+            .mapping
+            .as_ref()
+            .ok_or("webhook sources need spec.mapping")?;
+        let value = serde_json::to_value(mapping).map_err(|e| e.to_string())?;
+        let mut compiled = Vec::new();
+        for (field, required, string) in FIELDS {
+            if let Some(text) = value.get(field).and_then(Value::as_str) {
+                compiled.push((
+                    field,
+                    required,
+                    string,
+                    program(&format!("mapping.{field}"), text)?,
+                ));
+            }
+        }
+        let dedup = spec
+            .dedup
+            .as_ref()
+            .map(|d| -> Result<_, String> {
+                let key = d
+                    .key
+                    .as_ref()
+                    .map(|k| program("dedup.key", &k.0))
+                    .transpose()?;
+                let window = d.window.as_ref().map_or(DEFAULT_WINDOW, |w| w.as_std());
+                Ok((key, window))
+            })
+            .transpose()?;
+        let ttl_seconds = spec
+            .ttl
+            .as_ref()
+            .and_then(|t| t.default.as_ref())
+            .map(|d| d.as_std().as_secs().max(1));
+        Ok(Self {
+            ingestor: ingestor.metadata.name.clone().unwrap_or_default(),
+            filter,
+            mapping: compiled,
+            dedup,
+            ttl_seconds,
+        })
+    }
+
+    /// Runs filter, mapping and dedup key for one delivery from `source`.
+    pub fn run(
+        &self,
+        source: &str,
+        payload: &Value,
+        headers: &Value,
+    ) -> Result<Outcome, PipelineError> {
+        with_stack(|| {
+            let mut vars = Variables::new();
+            vars.set("payload", payload);
+            vars.set("headers", headers);
+            let mut budget = Budget::default();
+            if let Some(filter) = &self.filter
+                && !filter
+                    .evaluate_bool(&vars, &mut budget)
+                    .map_err(PipelineError::Filter)?
+            {
+                return Ok(Outcome::Dropped);
+            }
+            let mut spec = Map::new();
+            for (field, required, string, program) in &self.mapping {
+                let value =
+                    program
+                        .evaluate(&vars, &mut budget)
+                        .map_err(|e| PipelineError::Mapping {
+                            field,
+                            message: e.to_string(),
+                        })?;
+                let ok = match (&value, *string) {
+                    (Value::Null, _) => !*required,
+                    (Value::String(_), true) | (Value::Object(_), false) => true,
+                    _ => false,
+                };
+                if !ok {
+                    return Err(PipelineError::Mapping {
+                        field,
+                        message: format!(
+                            "expected {}, got {}",
+                            if *string { "a string" } else { "a map" },
+                            kind(&value)
+                        ),
+                    });
+                }
+                if !value.is_null() {
+                    spec.insert((*field).into(), value);
+                }
+            }
+            spec.entry("source").or_insert_with(|| json!(source));
+            let fingerprint = match spec.get("fingerprint").and_then(Value::as_str) {
+                Some(f) => f.to_owned(),
+                None => {
+                    let f = default_fingerprint(&spec);
+                    spec.insert("fingerprint".into(), json!(f));
+                    f
+                }
+            };
+            spec.insert("ingestor".into(), json!(self.ingestor));
+            if let Some(ttl) = self.ttl_seconds {
+                spec.insert("ttlSecondsAfterCreation".into(), json!(ttl));
+            }
+            let dedup = match &self.dedup {
+                None => None,
+                Some((None, window)) => Some((fingerprint, *window)),
+                Some((Some(key), window)) => {
+                    let key = match key.evaluate(&vars, &mut budget) {
+                        Ok(Value::String(s)) => s,
+                        Ok(other) => other.to_string(),
+                        Err(e) => return Err(PipelineError::DedupKey(e.to_string())),
+                    };
+                    Some((key, *window))
+                }
+            };
+            Ok(Outcome::Observe {
+                spec: Value::Object(spec),
+                dedup,
+            })
+        })
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a bool",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a map",
+    }
+}
+
+/// Source, event type and resource: what makes two signals "the same" by default.
+fn default_fingerprint(spec: &Map<String, Value>) -> String {
+    let mut h = Sha256::new();
+    for field in ["source", "eventType", "resource"] {
+        h.update(spec.get(field).map(Value::to_string).unwrap_or_default());
+        h.update([0]);
+    }
+    hex(&h.finalize()[..16])
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ingestor(extra: Value) -> Ingestor {
+        let mut spec = json!({
+            "sources": [{"name": "falco", "type": "webhook", "auth": {"type": "none"}}],
+            "filter": "payload.priority != 'Debug'",
+            "mapping": {
+                "category": "'security'",
+                "severity": "payload.priority == 'Critical' ? 'critical' : 'medium'",
+                "eventType": "'runtime_alert'",
+                "title": "payload.rule",
+                "resource": "{'kind': 'Pod', 'name': payload.output_fields['k8s.pod.name']}"
+            },
+            "ttl": {"default": "1h"}
+        });
+        if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+            s.extend(e.clone());
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "config.zen.watcher.io/v1alpha1", "kind": "Ingestor",
+            "metadata": {"name": "falco", "namespace": "sec"}, "spec": spec
+        }))
+        .unwrap()
+    }
+
+    fn falco(priority: &str) -> Value {
+        json!({"priority": priority, "rule": "Terminal shell in container",
+               "output_fields": {"k8s.pod.name": "web-1"}})
+    }
+
+    #[test]
+    fn filter_mapping_and_defaults() {
+        let p = Pipeline::compile(&ingestor(json!({}))).unwrap();
+        assert_eq!(
+            p.run("falco", &falco("Debug"), &json!({})).unwrap(),
+            Outcome::Dropped
+        );
+        let Outcome::Observe { spec, dedup } =
+            p.run("falco", &falco("Critical"), &json!({})).unwrap()
+        else {
+            panic!("observed")
+        };
+        assert_eq!(spec["severity"], "critical");
+        assert_eq!(spec["source"], "falco");
+        assert_eq!(spec["ingestor"], "falco");
+        assert_eq!(spec["title"], "Terminal shell in container");
+        assert_eq!(spec["resource"]["name"], "web-1");
+        assert_eq!(spec["ttlSecondsAfterCreation"], 3600);
+        assert_eq!(spec["fingerprint"].as_str().unwrap().len(), 32);
+        assert_eq!(dedup, None);
+    }
+
+    #[test]
+    fn dedup_key_defaults_to_the_fingerprint() {
+        let p = Pipeline::compile(&ingestor(json!({"dedup": {"window": "10m"}}))).unwrap();
+        let Outcome::Observe { spec, dedup } =
+            p.run("falco", &falco("Critical"), &json!({})).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            dedup,
+            Some((
+                spec["fingerprint"].as_str().unwrap().to_owned(),
+                Duration::from_secs(600)
+            ))
+        );
+        let p = Pipeline::compile(&ingestor(json!({"dedup": {"key": "payload.rule"}}))).unwrap();
+        let Outcome::Observe { dedup, .. } =
+            p.run("falco", &falco("Critical"), &json!({})).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            dedup,
+            Some(("Terminal shell in container".into(), DEFAULT_WINDOW))
+        );
+    }
+
+    #[test]
+    fn a_mapping_of_the_wrong_type_names_its_field() {
+        let p = Pipeline::compile(&ingestor(json!({}))).unwrap();
+        let err = p
+            .run(
+                "falco",
+                &json!({"priority": "Critical", "rule": 7, "output_fields": {}}),
+                &json!({}),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("spec.title"), "{err}");
+        // A missing payload field is an evaluation error of its mapping, not a panic.
+        let err = p.run("falco", &json!({}), &json!({})).unwrap_err();
+        assert!(matches!(err, PipelineError::Filter(_)), "{err}");
+    }
+}

@@ -1,0 +1,427 @@
+//! The ingest port as a tower service. Checks run cheapest first, so floods and bad senders
+//! cost as little as possible: endpoint, method, content type, rate limits, size, in-flight
+//! bound, signature, replay, then CEL and the durable write.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use serde_json::{Map, Value, json};
+use tokio::sync::Semaphore;
+use zen_serving::{Body, full};
+
+use crate::{
+    endpoint::{Endpoint, Endpoints},
+    limit::TokenBucket,
+    metrics::IngestMetrics,
+    pipeline::Outcome,
+    replay::Seen,
+    signature::{Rejection, Scheme, Verifier},
+    sink::{ApiSink, Recorded, SinkError},
+};
+
+/// Deliveries processed at once; beyond it senders get 503 and retry.
+pub const MAX_IN_FLIGHT: usize = 256;
+/// Deliveries per second the whole port takes (every endpoint together).
+pub const GLOBAL_RATE: u32 = 10_000;
+
+/// Headers never handed to CEL (and so never stored): credentials.
+const HIDDEN_HEADERS: [&str; 3] = ["authorization", "cookie", "x-gitlab-token"];
+
+#[derive(Clone)]
+pub struct IngestService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    endpoints: Arc<Endpoints>,
+    sink: ApiSink,
+    metrics: Option<IngestMetrics>,
+    in_flight: Arc<Semaphore>,
+    global: TokenBucket,
+}
+
+/// An answer and, for refusals, the reason counted.
+struct Answer {
+    status: StatusCode,
+    body: Value,
+    retry_after: Option<Duration>,
+    reason: Option<&'static str>,
+}
+
+impl Answer {
+    fn ok(status: StatusCode, body: Value) -> Self {
+        Self {
+            status,
+            body,
+            retry_after: None,
+            reason: None,
+        }
+    }
+
+    fn refuse(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: json!({"reason": reason, "message": message.into()}),
+            retry_after: None,
+            reason: Some(reason),
+        }
+    }
+
+    fn retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
+}
+
+impl IngestService {
+    pub fn new(endpoints: Arc<Endpoints>, sink: ApiSink, metrics: Option<IngestMetrics>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                endpoints,
+                sink,
+                metrics,
+                in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+                global: TokenBucket::new(GLOBAL_RATE, GLOBAL_RATE),
+            }),
+        }
+    }
+
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<zen_serving::BoxError>,
+    {
+        if req.uri().path() == "/healthz" {
+            return respond(Answer::ok(StatusCode::OK, json!({"status": "ok"})));
+        }
+        let Some(endpoint) = self.inner.endpoints.get(req.uri().path()) else {
+            return respond(Answer::refuse(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no webhook endpoint at {}", req.uri().path()),
+            ));
+        };
+        let answer = self.deliver(&endpoint, req).await;
+        if let Some(m) = &self.inner.metrics {
+            m.answered(endpoint.labels(), answer.status.as_u16());
+            if let Some(reason) = answer.reason {
+                m.rejected(endpoint.labels(), reason);
+            }
+        }
+        if answer.status.is_server_error() || answer.status == StatusCode::UNPROCESSABLE_ENTITY {
+            tracing::warn!(
+                path = %endpoint.path,
+                code = answer.status.as_u16(),
+                message = answer.body["message"].as_str().unwrap_or(""),
+                "delivery not stored"
+            );
+        }
+        respond(answer)
+    }
+
+    async fn deliver<B>(&self, endpoint: &Endpoint, req: Request<B>) -> Answer
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<zen_serving::BoxError>,
+    {
+        if req.method() != Method::POST {
+            return Answer::refuse(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "webhook endpoints take POST",
+            );
+        }
+        if !is_json(req.headers()) {
+            return Answer::refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "deliveries must be JSON (Content-Type: application/json)",
+            );
+        }
+        let now = Instant::now();
+        if let Err(wait) = self.inner.global.take(now) {
+            return Answer::refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "the ingest port is at its rate limit",
+            )
+            .retry_after(wait);
+        }
+        if let Some(bucket) = &endpoint.bucket
+            && let Err(wait) = bucket.take(now)
+        {
+            return Answer::refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "this endpoint is at its rate limit",
+            )
+            .retry_after(wait);
+        }
+        let too_large = || {
+            Answer::refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body exceeds {} bytes", endpoint.max_body),
+            )
+        };
+        if req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .is_some_and(|n| n > endpoint.max_body)
+        {
+            return too_large();
+        }
+        let Ok(_permit) = self.inner.in_flight.clone().try_acquire_owned() else {
+            return Answer::refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue_full",
+                "too many deliveries in flight",
+            )
+            .retry_after(Duration::from_secs(1));
+        };
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, endpoint.max_body).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+            Err(e) => {
+                return Answer::refuse(
+                    StatusCode::BAD_REQUEST,
+                    "bad_body",
+                    format!("reading the body failed: {e}"),
+                );
+            }
+        };
+
+        let unix = time::OffsetDateTime::now_utc().unix_timestamp();
+        let tolerance = i64::try_from(endpoint.replay_window.as_secs()).unwrap_or(i64::MAX);
+        if let Err(r) = verify(endpoint, &parts.headers, &body, unix, tolerance) {
+            return Answer::refuse(StatusCode::UNAUTHORIZED, r.reason(), r.to_string());
+        }
+        // Only verified deliveries are remembered: forged ones must not poison the cache.
+        let delivery_id = match &endpoint.delivery_ids {
+            None => None,
+            Some((name, ids)) => {
+                let Some(id) = parts
+                    .headers
+                    .get(name.as_str())
+                    .and_then(|v| v.to_str().ok())
+                else {
+                    return Answer::refuse(
+                        StatusCode::BAD_REQUEST,
+                        "missing_delivery_id",
+                        format!("the delivery id header {name} is missing"),
+                    );
+                };
+                match ids.check_and_insert(id, now) {
+                    Seen::First => Some((id.to_owned(), ids.clone())),
+                    Seen::Again => {
+                        return Answer::refuse(
+                            StatusCode::CONFLICT,
+                            Rejection::Replayed.reason(),
+                            Rejection::Replayed.to_string(),
+                        );
+                    }
+                    Seen::TooLong => {
+                        return Answer::refuse(
+                            StatusCode::BAD_REQUEST,
+                            "bad_delivery_id",
+                            "the delivery id is too long",
+                        );
+                    }
+                    Seen::Full => {
+                        return Answer::refuse(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "replay_cache_full",
+                            "too many deliveries inside the replay window",
+                        )
+                        .retry_after(Duration::from_secs(5));
+                    }
+                }
+            }
+        };
+        let answer = self.process(endpoint, &parts.headers, body).await;
+        // Not stored: the sender's retry (same id) must get through.
+        if !answer.status.is_success()
+            && let Some((id, ids)) = delivery_id
+        {
+            ids.forget(&id);
+        }
+        answer
+    }
+
+    async fn process(&self, endpoint: &Endpoint, headers: &HeaderMap, body: Bytes) -> Answer {
+        let payload: Value = match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                return Answer::refuse(
+                    StatusCode::BAD_REQUEST,
+                    "bad_json",
+                    format!("the body is not JSON: {e}"),
+                );
+            }
+        };
+        let headers = cel_headers(headers, &endpoint.verifier.scheme);
+        let pipeline = endpoint.pipeline.clone();
+        let source = endpoint.source.clone();
+        // CEL may run for a while within its budget: off the async workers.
+        let outcome =
+            tokio::task::spawn_blocking(move || pipeline.run(&source, &payload, &headers)).await;
+        let (spec, dedup) = match outcome {
+            Ok(Ok(Outcome::Dropped)) => {
+                return Answer::ok(
+                    StatusCode::ACCEPTED,
+                    json!({"status": "dropped by the Ingestor's filter"}),
+                );
+            }
+            Ok(Ok(Outcome::Observe { spec, dedup })) => (spec, dedup),
+            Ok(Err(e)) => {
+                return Answer::refuse(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "mapping_failed",
+                    e.to_string(),
+                );
+            }
+            Err(e) => {
+                return Answer::refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    e.to_string(),
+                );
+            }
+        };
+        match self
+            .inner
+            .sink
+            .record(&endpoint.namespace, &endpoint.ingestor, spec, dedup)
+            .await
+        {
+            Ok(Recorded::Created { name }) => Answer::ok(
+                StatusCode::CREATED,
+                json!({"status": "created", "observation": format!("{}/{name}", endpoint.namespace)}),
+            ),
+            Ok(Recorded::Folded { name, count }) => Answer::ok(
+                StatusCode::OK,
+                json!({"status": "deduplicated", "observation": format!("{}/{name}", endpoint.namespace), "count": count}),
+            ),
+            Err(SinkError::Invalid(m)) => Answer::refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "mapping_invalid",
+                format!("the mapping produced an invalid Observation: {m}"),
+            ),
+            Err(e @ SinkError::Store { .. }) => Answer::refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                e.to_string(),
+            )
+            .retry_after(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// Checks the signature with the current secrets, then with the ones a rotation replaced.
+fn verify(
+    endpoint: &Endpoint,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+    tolerance: i64,
+) -> Result<(), Rejection> {
+    match endpoint.verifier.verify(headers, body, now, tolerance) {
+        Ok(_) => Ok(()),
+        Err(Rejection::BadSignature) => match &endpoint.previous {
+            Some((secrets, until)) if *until > Instant::now() => Verifier {
+                scheme: endpoint.verifier.scheme.clone(),
+                secrets: secrets.clone(),
+            }
+            .verify(headers, body, now, tolerance)
+            .map(|_| ()),
+            _ => Err(Rejection::BadSignature),
+        },
+        Err(r) => Err(r),
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|t| {
+            t == "application/json" || (t.starts_with("application/") && t.ends_with("+json"))
+        })
+}
+
+/// Lower-cased header names to values (repeats joined by ", "), without credentials.
+fn cel_headers(headers: &HeaderMap, scheme: &Scheme) -> Value {
+    let mut map = Map::new();
+    for name in headers.keys() {
+        let n = name.as_str();
+        if HIDDEN_HEADERS.contains(&n) || matches!(scheme, Scheme::Token { header } if header == n)
+        {
+            continue;
+        }
+        let values: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        map.insert(n.to_owned(), json!(values.join(", ")));
+    }
+    Value::Object(map)
+}
+
+fn respond(answer: Answer) -> Response<Body> {
+    let mut resp = Response::new(full(answer.body.to_string()));
+    *resp.status_mut() = answer.status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(wait) = answer.retry_after {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    if answer.status == StatusCode::METHOD_NOT_ALLOWED {
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    }
+    resp
+}
+
+impl<B> tower::Service<Request<B>> for IngestService
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<zen_serving::BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}

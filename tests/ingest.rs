@@ -1,0 +1,568 @@
+//! Signed deliveries over TLS to `zen-watcher dev`: each sender's scheme, replay and limits,
+//! dedup, live reconfiguration, and durability of what was acknowledged.
+
+mod support;
+
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use support::{DevServer, client::Client};
+
+struct Reply {
+    status: u16,
+    headers: http::HeaderMap,
+    body: Value,
+}
+
+/// Posts `body` to the ingest port over TLS, trusting the dev CA.
+async fn post(
+    data: &Path,
+    port: u16,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> Reply {
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read_to_string(data.join("pki/ca.crt")).unwrap();
+    for c in zen_certs::tls::certs_from_pem(&ca, "ca").unwrap() {
+        roots.add(c).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(zen_certs::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = http::Request::post(path).header("host", "localhost");
+    for (k, v) in headers {
+        req = req.header(*k, v.as_str());
+    }
+    let resp = sender
+        .send_request(req.body(Full::new(Bytes::copy_from_slice(body))).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    }
+}
+
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap();
+    for p in parts {
+        m.update(p);
+    }
+    m.finalize().into_bytes().to_vec()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn json_ct() -> (&'static str, String) {
+    ("content-type", "application/json".to_owned())
+}
+
+/// Observations in `namespace`, through the API.
+async fn observations(client: &Client, namespace: &str) -> Vec<Value> {
+    let r = client
+        .send(
+            "GET",
+            &format!("/apis/zen.watcher.io/v1alpha1/namespaces/{namespace}/observations"),
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    r.json()["items"].as_array().cloned().unwrap_or_default()
+}
+
+const GITHUB_SECRET: &str = "change-me-github-webhook-secret";
+
+/// A Dependabot alert as GitHub documents the event (trimmed to what the mapping reads).
+fn dependabot_alert(number: u64) -> Vec<u8> {
+    json!({
+        "action": "created",
+        "alert": {
+            "number": number,
+            "state": "open",
+            "html_url": format!("https://github.com/acme/shop/security/dependabot/{number}"),
+            "security_advisory": {
+                "ghsa_id": "GHSA-xxxx-yyyy-zzzz",
+                "summary": "Prototype pollution in lodash",
+                "severity": "high"
+            }
+        },
+        "repository": {"full_name": "acme/shop"},
+        "sender": {"login": "dependabot[bot]"}
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn github_headers(body: &[u8], delivery: &str, secret: &str) -> Vec<(&'static str, String)> {
+    vec![
+        json_ct(),
+        ("x-github-event", "dependabot_alert".into()),
+        ("x-github-delivery", delivery.into()),
+        (
+            "x-hub-signature-256",
+            format!("sha256={}", hex(&hmac_sha256(secret.as_bytes(), &[body]))),
+        ),
+    ]
+}
+
+/// Ingestors of the other presets, beside the examples.
+const MORE: &str = r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: hooks, namespace: hooks}
+stringData:
+  standard: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+  stripe: whsec_stripe_test_secret
+  gitlab: gitlab-token-1
+  bearer: bearer-token-1
+---
+apiVersion: config.zen.watcher.io/v1alpha1
+kind: Ingestor
+metadata: {name: hooks, namespace: hooks}
+spec:
+  sources:
+  - name: standard
+    type: webhook
+    auth: {type: hmac, secretRef: {name: hooks, key: standard}, hmac: {preset: standardWebhooks}}
+  - name: stripe
+    type: webhook
+    auth: {type: hmac, secretRef: {name: hooks, key: stripe}, hmac: {preset: stripe}}
+  - name: gitlab
+    type: webhook
+    auth: {type: hmac, secretRef: {name: hooks, key: gitlab}, hmac: {preset: gitlab}}
+  - name: bearer
+    type: webhook
+    auth: {type: bearer, secretRef: {name: hooks, key: bearer}}
+    rateLimit: {requestsPerSecond: 1, burst: 2}
+    maxBodyBytes: 200
+  filter: "!has(payload.ignore)"
+  mapping:
+    category: "'operations'"
+    severity: "has(payload.severity) ? payload.severity : 'info'"
+    eventType: "'test_event'"
+    title: "has(payload.title) ? payload.title : null"
+    fingerprint: "has(payload.id) ? string(payload.id) : null"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_deliveries_become_observations() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for f in ["github.yaml", "secrets.yaml"] {
+        std::fs::copy(examples.join(f), config.join(f)).unwrap();
+    }
+    std::fs::write(config.join("more.yaml"), MORE).unwrap();
+    let mut server = DevServer::start(&data, &["--config-dir", config.to_str().unwrap()]);
+    let port = server.ingest_port;
+    let api = Client::admin(&data, server.secure_port);
+    let github = "/hooks/platform/github-security/github";
+
+    // The endpoints appear once the config directory is read.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while post(&data, port, github, &[json_ct()], b"{}").await.status == 404 {
+        assert!(
+            Instant::now() < deadline,
+            "endpoint never appeared:\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // GitHub: a signed Dependabot alert becomes an Observation through the example mapping.
+    let body = dependabot_alert(7);
+    let r = post(
+        &data,
+        port,
+        github,
+        &github_headers(&body, "d-1", GITHUB_SECRET),
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let items = observations(&api, "platform").await;
+    assert_eq!(items.len(), 1);
+    let spec = &items[0]["spec"];
+    assert_eq!(spec["source"], "github");
+    assert_eq!(spec["severity"], "high");
+    assert_eq!(spec["eventType"], "vulnerable_dependency");
+    assert_eq!(spec["title"], "Prototype pollution in lodash");
+    assert_eq!(spec["ingestor"], "github-security");
+    assert_eq!(spec["ttlSecondsAfterCreation"], 720 * 3600);
+
+    // The same delivery id again is a replay; a new id with the same alert is folded in.
+    let r = post(
+        &data,
+        port,
+        github,
+        &github_headers(&body, "d-1", GITHUB_SECRET),
+        &body,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["reason"].as_str()),
+        (409, Some("replayed"))
+    );
+    let r = post(
+        &data,
+        port,
+        github,
+        &github_headers(&body, "d-2", GITHUB_SECRET),
+        &body,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["count"].as_u64()),
+        (200, Some(2)),
+        "{}",
+        r.body
+    );
+    let items = observations(&api, "platform").await;
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["status"]["count"], 2);
+
+    // Wrong and missing signatures store nothing.
+    let other = dependabot_alert(8);
+    let r = post(
+        &data,
+        port,
+        github,
+        &github_headers(&other, "d-3", "wrong-secret"),
+        &other,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["reason"].as_str()),
+        (401, Some("bad_signature"))
+    );
+    let r = post(
+        &data,
+        port,
+        github,
+        &[json_ct(), ("x-github-delivery", "d-4".into())],
+        &other,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["reason"].as_str()),
+        (401, Some("missing_signature"))
+    );
+    // A refused delivery id is not remembered: the properly signed retry gets through.
+    let r = post(
+        &data,
+        port,
+        github,
+        &github_headers(&other, "d-3", GITHUB_SECRET),
+        &other,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(observations(&api, "platform").await.len(), 2);
+
+    // Standard Webhooks: signs id and timestamp; a stale timestamp is refused.
+    let path = "/hooks/hooks/hooks/standard";
+    let key = STANDARD.decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+    let standard = |id: &str, ts: i64, body: &[u8]| {
+        let sig = STANDARD.encode(hmac_sha256(
+            &key,
+            &[id.as_bytes(), b".", ts.to_string().as_bytes(), b".", body],
+        ));
+        vec![
+            json_ct(),
+            ("webhook-id", id.to_owned()),
+            ("webhook-timestamp", ts.to_string()),
+            ("webhook-signature", format!("v1,{sig}")),
+        ]
+    };
+    let body = br#"{"id": "sw-1", "severity": "low", "title": "hello"}"#;
+    let r = post(&data, port, path, &standard("msg_1", now(), body), body).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = post(
+        &data,
+        port,
+        path,
+        &standard("msg_2", now() - 600, body),
+        body,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["reason"].as_str()),
+        (401, Some("stale_timestamp"))
+    );
+    let r = post(&data, port, path, &standard("msg_1", now(), body), body).await;
+    assert_eq!(
+        (r.status, r.body["reason"].as_str()),
+        (409, Some("replayed"))
+    );
+
+    // Stripe: `t=` and `v1=` over `{t}.{body}`.
+    let path = "/hooks/hooks/hooks/stripe";
+    let body = br#"{"id": "evt_1", "type": "charge.failed", "severity": "medium"}"#;
+    let t = now().to_string();
+    let sig = hex(&hmac_sha256(
+        b"whsec_stripe_test_secret",
+        &[t.as_bytes(), b".", body],
+    ));
+    let r = post(
+        &data,
+        port,
+        path,
+        &[json_ct(), ("stripe-signature", format!("t={t},v1={sig}"))],
+        body,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = post(
+        &data,
+        port,
+        path,
+        &[
+            json_ct(),
+            ("stripe-signature", format!("t={t},v1={}", "0".repeat(64))),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(r.status, 401);
+
+    // GitLab's token; a filter that says no stores nothing and answers 202.
+    let path = "/hooks/hooks/hooks/gitlab";
+    let body = br#"{"id": "gl-1"}"#;
+    let r = post(
+        &data,
+        port,
+        path,
+        &[json_ct(), ("x-gitlab-token", "gitlab-token-1".into())],
+        body,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = post(
+        &data,
+        port,
+        path,
+        &[json_ct(), ("x-gitlab-token", "nope".into())],
+        body,
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    let before = observations(&api, "hooks").await.len();
+    let r = post(
+        &data,
+        port,
+        path,
+        &[json_ct(), ("x-gitlab-token", "gitlab-token-1".into())],
+        br#"{"ignore": true}"#,
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(observations(&api, "hooks").await.len(), before);
+
+    // A mapping result the schema refuses is a 422 naming the field, and nothing is stored.
+    let r = post(
+        &data,
+        port,
+        path,
+        &[json_ct(), ("x-gitlab-token", "gitlab-token-1".into())],
+        br#"{"severity": "CRITICAL"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("spec.severity"),
+        "{}",
+        r.body
+    );
+    assert_eq!(observations(&api, "hooks").await.len(), before);
+
+    // Limits: content type, body size, rate (burst 2, then 429 with Retry-After).
+    let path = "/hooks/hooks/hooks/bearer";
+    let auth = ("authorization", "Bearer bearer-token-1".to_owned());
+    let r = post(
+        &data,
+        port,
+        path,
+        &[("content-type", "text/plain".into()), auth.clone()],
+        b"hi",
+    )
+    .await;
+    assert_eq!(r.status, 415);
+    let big = format!(r#"{{"title": "{}"}}"#, "x".repeat(300));
+    let r = post(
+        &data,
+        port,
+        path,
+        &[json_ct(), auth.clone()],
+        big.as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["reason"].as_str()),
+        (413, Some("body_too_large"))
+    );
+    // (the two refusals above took the bucket's two tokens)
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let small = br#"{"title": "ok"}"#;
+    assert_eq!(
+        post(&data, port, path, &[json_ct(), auth.clone()], small)
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        post(&data, port, path, &[json_ct(), auth.clone()], small)
+            .await
+            .status,
+        201
+    );
+    let r = post(&data, port, path, &[json_ct(), auth.clone()], small).await;
+    assert_eq!(r.status, 429);
+    assert!(r.headers.get("retry-after").is_some());
+
+    // Changing an Ingestor changes its endpoint within a second; deleting removes it.
+    let rotated = MORE.replace("gitlab: gitlab-token-1", "gitlab: gitlab-token-2");
+    std::fs::write(config.join("more.yaml"), &rotated).unwrap();
+    let path = "/hooks/hooks/hooks/gitlab";
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let r = post(
+            &data,
+            port,
+            path,
+            &[json_ct(), ("x-gitlab-token", "gitlab-token-2".into())],
+            br#"{"id": "gl-2"}"#,
+        )
+        .await;
+        if r.status == 201 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new token was not accepted in time: {}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // During a rotation the old secret keeps verifying (one replay window).
+    let r = post(
+        &data,
+        port,
+        path,
+        &[json_ct(), ("x-gitlab-token", "gitlab-token-1".into())],
+        br#"{"id": "gl-3"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    std::fs::remove_file(config.join("more.yaml")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while post(&data, port, path, &[json_ct()], b"{}").await.status != 404 {
+        assert!(Instant::now() < deadline, "the endpoint was not removed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Deliveries are counted by endpoint and code, refusals by reason.
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            &format!("http://127.0.0.1:{}/metrics", server.metrics_port),
+        ])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    let line = |prefix: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in:\n{metrics}"))
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(
+        line(
+            r#"zen_watcher_ingest_rejected_total{ingestor="github-security",namespace="platform",reason="bad_signature",source="github"}"#
+        ),
+        "1"
+    );
+    assert_eq!(
+        line(
+            r#"zen_watcher_ingest_requests_total{code="201",ingestor="github-security",namespace="platform",source="github"}"#
+        ),
+        "2"
+    );
+
+    // What was answered 2xx survives kill -9 right after the answer.
+    let body = dependabot_alert(9);
+    let r = post(
+        &data,
+        port,
+        github,
+        &github_headers(&body, "d-9", GITHUB_SECRET),
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let name = r.body["observation"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    server.kill_and_restart(&["--config-dir", config.to_str().unwrap()]);
+    let api = Client::admin(&data, server.secure_port);
+    let r = api
+        .send(
+            "GET",
+            &format!("/apis/zen.watcher.io/v1alpha1/namespaces/platform/observations/{name}"),
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 200);
+}
