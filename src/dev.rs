@@ -108,6 +108,7 @@ pub async fn run(config: DevConfig) -> Result<(), DevError> {
     let metrics = ApiMetrics::register(&registry).map_err(setup)?;
     let api = ApiServer::new(store.clone(), metrics.clone()).map_err(DevError::Setup)?;
     let endpoints = Arc::new(zen_ingest::Endpoints::default());
+    tokio::spawn(zen_ingest::view::run(api.clone(), endpoints.clone()));
     let ingest_service = zen_ingest::IngestService::new(
         endpoints.clone(),
         zen_ingest::sink::ApiSink::new(api.clone()),
@@ -122,7 +123,7 @@ pub async fn run(config: DevConfig) -> Result<(), DevError> {
             vec![Arc::new(client_certs)],
             false,
         )))
-        .service(api);
+        .service(api_routes(api, ingest_service.clone()));
     let cluster = Arc::new(DirCluster::default());
     let admission_metrics = AdmissionMetrics::register(&registry).map_err(setup)?;
     let admission = Arc::new(
@@ -210,6 +211,35 @@ pub async fn run(config: DevConfig) -> Result<(), DevError> {
     let _ = ingest_task.await;
     let _ = metrics_task.await;
     Ok(())
+}
+
+/// Behind authentication: the `webhookendpoints/{name}/ingest` subresource goes to the
+/// ingest pipeline, everything else to the aggregated API.
+fn api_routes(
+    api: ApiServer,
+    ingest: zen_ingest::IngestService,
+) -> impl tower::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<zen_serving::Body>,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone
++ Send
++ 'static {
+    tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let api = api.clone();
+        let ingest = ingest.clone();
+        async move {
+            let target = zen_ingest::service::subresource_target(req.uri().path())
+                .map(|(ns, name)| (ns.to_owned(), name.to_owned()));
+            Ok(match target {
+                Some((ns, name)) if req.method() == http::Method::POST => {
+                    ingest.handle_subresource(&ns, &name, req).await
+                }
+                _ => api.handle(req).await,
+            })
+        }
+    })
 }
 
 /// The secure port: admission webhooks under `/admission/`, the aggregated API for the rest.

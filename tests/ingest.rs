@@ -463,6 +463,59 @@ async fn signed_deliveries_become_observations() {
     assert_eq!(r.status, 429);
     assert!(r.headers.get("retry-after").is_some());
 
+    // In-cluster callers deliver through the API's ingest subresource, authenticated by
+    // the API instead of a signature.
+    let sub = "/apis/zen.watcher.io/v1alpha1/namespaces/hooks/webhookendpoints/hooks-gitlab/ingest";
+    let before = observations(&api, "hooks").await.len();
+    let r = api
+        .send(
+            "POST",
+            sub,
+            &[("content-type", "application/json")],
+            r#"{"id": "in-cluster", "title": "from a pod"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(observations(&api, "hooks").await.len(), before + 1);
+    let r = api
+        .send(
+            "POST",
+            &sub.replace("hooks-gitlab", "hooks-nope"),
+            &[("content-type", "application/json")],
+            "{}",
+        )
+        .await;
+    assert_eq!((r.status, r.json()["kind"].as_str()), (404, Some("Status")));
+
+    // Each endpoint is a read-only WebhookEndpoint with its settings and counters.
+    let whe =
+        "/apis/zen.watcher.io/v1alpha1/namespaces/platform/webhookendpoints/github-security-github";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let endpoint = loop {
+        let r = api.send("GET", whe, &[], "").await;
+        if r.status == 200 && r.json()["status"]["rejected"]["badSignature"] == 1 {
+            break r.json();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "WebhookEndpoint not in step: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(endpoint["spec"]["path"], github);
+    assert_eq!(endpoint["spec"]["auth"], "hmac");
+    assert_eq!(endpoint["spec"]["rateLimit"]["requestsPerSecond"], 50);
+    assert_eq!(endpoint["status"]["accepted"], 3);
+    assert_eq!(endpoint["status"]["rejected"]["replayed"], 1);
+    let out = server.kubectl_ok(&["get", "webhookendpoints", "-A"]);
+    assert!(
+        out.contains("hooks-bearer") && out.contains(github),
+        "{out}"
+    );
+    let r = api.send("DELETE", whe, &[], "").await;
+    assert_eq!(r.status, 405, "WebhookEndpoints are read-only");
+
     // Changing an Ingestor changes its endpoint within a second; deleting removes it.
     let rotated = MORE.replace("gitlab: gitlab-token-1", "gitlab: gitlab-token-2");
     std::fs::write(config.join("more.yaml"), &rotated).unwrap();
@@ -502,6 +555,25 @@ async fn signed_deliveries_become_observations() {
     while post(&data, port, path, &[json_ct()], b"{}").await.status != 404 {
         assert!(Instant::now() < deadline, "the endpoint was not removed");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = api
+            .send(
+                "GET",
+                "/apis/zen.watcher.io/v1alpha1/namespaces/hooks/webhookendpoints",
+                &[],
+                "",
+            )
+            .await;
+        if r.json()["items"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "WebhookEndpoints of a deleted Ingestor remain"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     // Deliveries are counted by endpoint and code, refusals by reason.

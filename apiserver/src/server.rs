@@ -213,6 +213,97 @@ impl ApiServer {
         self.inner.store.clone()
     }
 
+    /// Makes the stored objects of `plural` exactly `desired`: server-owned objects (the
+    /// WebhookEndpoints derived from Ingestors) that no user verb writes. Objects are
+    /// rewritten only when they differ; each write is a compare-and-swap on the revision
+    /// read, so a concurrent writer makes this fail with a conflict rather than lose data.
+    pub async fn sync_derived(&self, plural: &str, desired: Vec<Value>) -> Result<usize> {
+        let resource = crate::resources::find(&self.inner.catalog, plural)
+            .ok_or_else(|| ApiError::Internal(format!("{plural} is not served")))?;
+        let mut current = std::collections::HashMap::new();
+        let mut options = ListOptions::default();
+        loop {
+            let page = self
+                .inner
+                .store
+                .list(Prefix::new(resource.plural, None), options.clone())
+                .await?;
+            for (key, v) in &page.items {
+                current.insert(
+                    (key.namespace.clone(), key.name.clone()),
+                    (decode_stored(&v.value, v.mod_revision)?, v.mod_revision),
+                );
+            }
+            if !page.more {
+                break;
+            }
+            options.start_after = page.items.last().map(|(k, _)| k.clone());
+            options.at_revision = Some(page.revision);
+        }
+        let mut writes = 0;
+        for mut obj in desired {
+            let meta = |f: &str| {
+                obj.pointer(&format!("/metadata/{f}"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let (ns, name) = (meta("namespace"), meta("name"));
+            let key = Self::key(resource, &ns, &name);
+            match current.remove(&(ns.clone(), name.clone())) {
+                None => {
+                    let uid = uuid::Uuid::new_v4().to_string();
+                    let status = obj.get("status").cloned();
+                    strategy::prepare_for_create(
+                        &mut obj,
+                        resource.kind,
+                        &uid,
+                        &crate::objects::now_rfc3339(),
+                    );
+                    if let (Some(map), Some(status)) = (obj.as_object_mut(), status) {
+                        map.insert("status".into(), status);
+                    }
+                    self.inner.store.create(key, encode_stored(&obj)?).await?;
+                    writes += 1;
+                }
+                Some((stored, rev)) => {
+                    let same = ["spec", "status"]
+                        .iter()
+                        .all(|f| stored.get(*f) == obj.get(*f))
+                        && stored.pointer("/metadata/labels") == obj.pointer("/metadata/labels");
+                    if same {
+                        continue;
+                    }
+                    if let (Some(map), Some(old_meta)) =
+                        (obj.as_object_mut(), stored.get("metadata"))
+                    {
+                        let mut meta = old_meta.clone();
+                        if let (Some(m), Some(labels)) = (
+                            meta.as_object_mut(),
+                            map.get("metadata").and_then(|m| m.get("labels")),
+                        ) {
+                            m.insert("labels".into(), labels.clone());
+                        }
+                        map.insert("metadata".into(), meta);
+                    }
+                    self.inner
+                        .store
+                        .update(key, encode_stored(&obj)?, Some(rev))
+                        .await?;
+                    writes += 1;
+                }
+            }
+        }
+        for ((ns, name), (_, rev)) in current {
+            self.inner
+                .store
+                .delete(Self::key(resource, &ns, &name), Some(rev))
+                .await?;
+            writes += 1;
+        }
+        Ok(writes)
+    }
+
     /// Answers one request; never fails (errors are Status responses).
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
     where

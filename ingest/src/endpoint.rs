@@ -19,6 +19,7 @@ use crate::{
     pipeline::Pipeline,
     replay::DeliveryIds,
     signature::{Scheme, Verifier},
+    view::Counters,
 };
 
 /// Secret values by (namespace, name), then key.
@@ -41,9 +42,12 @@ pub struct Endpoint {
     /// The header carrying delivery ids, and the ids seen.
     pub delivery_ids: Option<(String, Arc<DeliveryIds>)>,
     pub bucket: Option<Arc<TokenBucket>>,
-    rate: Option<(u32, u32)>,
+    pub(crate) rate: Option<(u32, u32)>,
     pub max_body: usize,
     pub pipeline: Arc<Pipeline>,
+    pub(crate) auth_type: AuthType,
+    /// Kept across rebuilds of the same path.
+    pub counters: Arc<Counters>,
 }
 
 impl Endpoint {
@@ -69,6 +73,26 @@ impl Endpoints {
             .unwrap_or_else(|p| p.into_inner())
             .get(path)
             .cloned()
+    }
+
+    /// The endpoint whose WebhookEndpoint is `namespace/name` (`<ingestor>-<source>`).
+    pub fn find(&self, namespace: &str, name: &str) -> Option<Arc<Endpoint>> {
+        self.all().into_iter().find(|e| {
+            e.namespace == namespace
+                && name
+                    .strip_prefix(e.ingestor.as_str())
+                    .and_then(|r| r.strip_prefix('-'))
+                    == Some(e.source.as_str())
+        })
+    }
+
+    pub fn all(&self) -> Vec<Arc<Endpoint>> {
+        self.by_path
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn paths(&self) -> Vec<String> {
@@ -242,6 +266,8 @@ fn build(
             .and_then(|b| usize::try_from(b).ok())
             .unwrap_or(DEFAULT_MAX_BODY),
         pipeline: pipeline.clone(),
+        auth_type: auth.type_,
+        counters: old.map(|o| o.counters.clone()).unwrap_or_default(),
     })
 }
 

@@ -12,6 +12,7 @@ pub mod replay;
 pub mod service;
 pub mod signature;
 pub mod sink;
+pub mod view;
 
 pub use endpoint::{Endpoints, SecretValues};
 pub use service::IngestService;

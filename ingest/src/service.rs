@@ -16,6 +16,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use http_body_util::{BodyExt, Limited};
 use serde_json::{Map, Value, json};
 use tokio::sync::Semaphore;
+use zen_apiserver::status::ApiError;
 use zen_serving::{Body, full};
 
 use crate::{
@@ -47,6 +48,34 @@ struct Inner {
     metrics: Option<IngestMetrics>,
     in_flight: Arc<Semaphore>,
     global: TokenBucket,
+}
+
+/// Who delivers: an external sender (signature and replay checks) or an API client the
+/// aggregated API authenticated.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    Sender,
+    Api,
+}
+
+/// The namespace and name a `webhookendpoints/{name}/ingest` API path addresses.
+pub fn subresource_target(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/apis/zen.watcher.io/v1alpha1/namespaces/")?;
+    let mut parts = rest.split('/');
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some(ns), Some("webhookendpoints"), Some(name), Some("ingest"), None)
+            if !ns.is_empty() && !name.is_empty() =>
+        {
+            Some((ns, name))
+        }
+        _ => None,
+    }
 }
 
 /// An answer and, for refusals, the reason counted.
@@ -110,7 +139,64 @@ impl IngestService {
                 format!("no webhook endpoint at {}", req.uri().path()),
             ));
         };
-        let answer = self.deliver(&endpoint, req).await;
+        let answer = self.deliver(&endpoint, req, Caller::Sender).await;
+        self.account(&endpoint, &answer);
+        respond(answer)
+    }
+
+    /// `POST .../namespaces/{ns}/webhookendpoints/{name}/ingest`: a delivery from an
+    /// in-cluster caller the API already authenticated (and, in a cluster, authorized for
+    /// `create` on `webhookendpoints/ingest`), so no signature is asked for. Answers are
+    /// `metav1.Status` errors, as everywhere on the API.
+    pub async fn handle_subresource<B>(
+        &self,
+        namespace: &str,
+        name: &str,
+        req: Request<B>,
+    ) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<zen_serving::BoxError>,
+    {
+        let Some(endpoint) = self.inner.endpoints.find(namespace, name) else {
+            return ApiError::NotFound {
+                resource: "webhookendpoints".into(),
+                name: name.into(),
+            }
+            .into_response();
+        };
+        let answer = self.deliver(&endpoint, req, Caller::Api).await;
+        self.account(&endpoint, &answer);
+        if answer.status.is_success() {
+            return respond(answer);
+        }
+        let message = answer.body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let error = match answer.status {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::RequestEntityTooLarge(message),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(message),
+            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed(message),
+            StatusCode::TOO_MANY_REQUESTS => ApiError::TooManyRequests {
+                message,
+                retry_after_seconds: answer
+                    .retry_after
+                    .map_or(1, |d| u32::try_from(d.as_secs().max(1)).unwrap_or(1)),
+            },
+            StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST => {
+                ApiError::BadRequest(message)
+            }
+            StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(message),
+            _ => ApiError::Internal(message),
+        };
+        error.into_response()
+    }
+
+    fn account(&self, endpoint: &Endpoint, answer: &Answer) {
+        endpoint
+            .counters
+            .record(answer.status.as_u16(), answer.reason);
         if let Some(m) = &self.inner.metrics {
             m.answered(endpoint.labels(), answer.status.as_u16());
             if let Some(reason) = answer.reason {
@@ -125,10 +211,9 @@ impl IngestService {
                 "delivery not stored"
             );
         }
-        respond(answer)
     }
 
-    async fn deliver<B>(&self, endpoint: &Endpoint, req: Request<B>) -> Answer
+    async fn deliver<B>(&self, endpoint: &Endpoint, req: Request<B>, caller: Caller) -> Answer
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<zen_serving::BoxError>,
@@ -203,6 +288,9 @@ impl IngestService {
             }
         };
 
+        if caller == Caller::Api {
+            return self.process(endpoint, &parts.headers, body).await;
+        }
         let unix = time::OffsetDateTime::now_utc().unix_timestamp();
         let tolerance = i64::try_from(endpoint.replay_window.as_secs()).unwrap_or(i64::MAX);
         if let Err(r) = verify(endpoint, &parts.headers, &body, unix, tolerance) {
