@@ -140,7 +140,11 @@ pub async fn run(config: DevConfig) -> Result<(), DevError> {
     let service = secure_port(api, AdmissionService::new(admission));
 
     let tls = zen_certs::tls::server_config(certs.serving.clone(), Some(certs.client_ca.clone()))?;
-    let ingest_tls = zen_certs::tls::server_config(certs.ingest.clone(), None)?;
+    // Client certificates of mtls sources are checked per endpoint, after routing.
+    let ingest_tls = zen_certs::tls::server_config(
+        certs.ingest.clone(),
+        Some(zen_certs::tls::DeferredClientCert::new()),
+    )?;
     let secure_addr = SocketAddr::new(config.bind, config.secure_port);
     let secure = tokio::net::TcpListener::bind(secure_addr)
         .await

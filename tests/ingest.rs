@@ -33,6 +33,18 @@ async fn post(
     headers: &[(&str, String)],
     body: &[u8],
 ) -> Reply {
+    post_as(data, port, path, headers, body, None).await
+}
+
+/// Posts with a client certificate (PEM certificate and key).
+async fn post_as(
+    data: &Path,
+    port: u16,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+    client: Option<&zen_certs::issue::CertifiedKeyPem>,
+) -> Reply {
     let mut roots = rustls::RootCertStore::empty();
     let ca = std::fs::read_to_string(data.join("pki/ca.crt")).unwrap();
     for c in zen_certs::tls::certs_from_pem(&ca, "ca").unwrap() {
@@ -41,8 +53,16 @@ async fn post(
     let config = rustls::ClientConfig::builder_with_provider(zen_certs::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match client {
+        Some(c) => config
+            .with_client_auth_cert(
+                zen_certs::tls::certs_from_pem(&c.cert_pem, "client").unwrap(),
+                zen_certs::tls::key_from_pem(&c.key_pem, "client").unwrap(),
+            )
+            .unwrap(),
+        None => config.with_no_client_auth(),
+    };
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -516,6 +536,71 @@ async fn signed_deliveries_become_observations() {
     let r = api.send("DELETE", whe, &[], "").await;
     assert_eq!(r.status, 405, "WebhookEndpoints are read-only");
 
+    // mtls: the client certificate must come from the CA bundle in the source's Secret.
+    let falco_ca = zen_certs::issue::Ca::generate("falco-ca", Duration::from_secs(3600)).unwrap();
+    let indented: String = falco_ca
+        .pem
+        .cert_pem
+        .lines()
+        .map(|l| format!("    {l}\n"))
+        .collect();
+    std::fs::write(
+        config.join("mtls.yaml"),
+        format!(
+            r#"apiVersion: v1
+kind: Secret
+metadata: {{name: falco-client-ca, namespace: hooks}}
+stringData:
+  ca.crt: |
+{indented}---
+apiVersion: config.zen.watcher.io/v1alpha1
+kind: Ingestor
+metadata: {{name: falco, namespace: hooks}}
+spec:
+  sources:
+  - name: falco
+    type: webhook
+    auth: {{type: mtls, secretRef: {{name: falco-client-ca, key: ca.crt}}}}
+  mapping:
+    category: "'security'"
+    severity: "'high'"
+    eventType: "'runtime_alert'"
+    title: payload.rule
+"#
+        ),
+    )
+    .unwrap();
+    let path = "/hooks/hooks/falco/falco";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while post(&data, port, path, &[json_ct()], b"{}").await.status == 404 {
+        assert!(
+            Instant::now() < deadline,
+            "mtls endpoint never appeared:\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let node = falco_ca
+        .issue_client("falco-node-1", None, Duration::from_secs(3600))
+        .unwrap();
+    let body = br#"{"rule": "Terminal shell in container", "priority": "Warning"}"#;
+    let r = post_as(&data, port, path, &[json_ct()], body, Some(&node)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let stranger = zen_certs::issue::Ca::generate("other", Duration::from_secs(3600))
+        .unwrap()
+        .issue_client("falco-node-1", None, Duration::from_secs(3600))
+        .unwrap();
+    let r = post_as(&data, port, path, &[json_ct()], body, Some(&stranger)).await;
+    assert_eq!(
+        (r.status, r.body["reason"].as_str()),
+        (401, Some("bad_certificate"))
+    );
+    let r = post(&data, port, path, &[json_ct()], body).await;
+    assert_eq!(
+        (r.status, r.body["reason"].as_str()),
+        (401, Some("missing_certificate"))
+    );
+
     // Changing an Ingestor changes its endpoint within a second; deleting removes it.
     let rotated = MORE.replace("gitlab: gitlab-token-1", "gitlab: gitlab-token-2");
     std::fs::write(config.join("more.yaml"), &rotated).unwrap();
@@ -561,7 +646,7 @@ async fn signed_deliveries_become_observations() {
         let r = api
             .send(
                 "GET",
-                "/apis/zen.watcher.io/v1alpha1/namespaces/hooks/webhookendpoints",
+                "/apis/zen.watcher.io/v1alpha1/namespaces/hooks/webhookendpoints?labelSelector=zen.watcher.io%2Fingestor%3Dhooks",
                 &[],
                 "",
             )

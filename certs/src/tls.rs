@@ -239,18 +239,92 @@ impl ClientCertVerifier for ClientCa {
     }
 }
 
+/// Asks every client for a certificate but leaves the chain to the request handlers: the
+/// ingest port trusts different client CAs per endpoint (mtls sources), which a TLS
+/// handshake cannot know before the request names its path. The handshake still proves the
+/// client holds the certificate's key.
+#[derive(Debug)]
+pub struct DeferredClientCert {
+    provider: Arc<CryptoProvider>,
+}
+
+impl DeferredClientCert {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            provider: provider(),
+        })
+    }
+}
+
+impl ClientCertVerifier for DeferredClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 /// A server configuration serving `serving`, verifying client certificates against
 /// `client_ca` when given. ALPN offers h2 and http/1.1.
 pub fn server_config(
     serving: Arc<ServingCert>,
-    client_ca: Option<Arc<ClientCa>>,
+    client_ca: Option<Arc<dyn ClientCertVerifier>>,
 ) -> Result<ServerConfig, CertError> {
     let tls = |e: rustls::Error| CertError::Tls(e.to_string());
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(tls)?;
     let mut config = match client_ca {
-        Some(ca) => builder.with_client_cert_verifier(ca),
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
         None => builder.with_no_client_auth(),
     }
     .with_cert_resolver(serving);

@@ -198,12 +198,7 @@ fn build(
         AuthType::Hmac => Scheme::hmac(auth.hmac.as_ref().ok_or_else(|| {
             format!("source {}: auth type hmac needs hmac settings", source.name)
         })?),
-        AuthType::Mtls => {
-            return Err(format!(
-                "source {}: auth type mtls is not served yet",
-                source.name
-            ));
-        }
+        AuthType::Mtls => Scheme::Mtls,
     };
     let replay_window = auth
         .replay
@@ -252,10 +247,8 @@ fn build(
         ingestor: ingestor.to_owned(),
         source: source.name.clone(),
         path: path(namespace, ingestor, &source.name),
-        verifier: Verifier {
-            scheme,
-            secrets: secret,
-        },
+        verifier: Verifier::new(scheme, secret)
+            .map_err(|e| format!("source {}: {e}", source.name))?,
         previous,
         replay_window,
         delivery_ids,

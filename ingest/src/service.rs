@@ -293,7 +293,18 @@ impl IngestService {
         }
         let unix = time::OffsetDateTime::now_utc().unix_timestamp();
         let tolerance = i64::try_from(endpoint.replay_window.as_secs()).unwrap_or(i64::MAX);
-        if let Err(r) = verify(endpoint, &parts.headers, &body, unix, tolerance) {
+        let peer = parts
+            .extensions
+            .get::<zen_serving::ConnectionInfo>()
+            .and_then(|c| c.peer_certificates.clone());
+        if let Err(r) = verify(
+            endpoint,
+            &parts.headers,
+            &body,
+            peer.as_deref().map(Vec::as_slice),
+            unix,
+            tolerance,
+        ) {
             return Answer::refuse(StatusCode::UNAUTHORIZED, r.reason(), r.to_string());
         }
         // Only verified deliveries are remembered: forged ones must not poison the cache.
@@ -422,20 +433,26 @@ fn verify(
     endpoint: &Endpoint,
     headers: &HeaderMap,
     body: &[u8],
+    peer: Option<&[rustls::pki_types::CertificateDer<'static>]>,
     now: i64,
     tolerance: i64,
 ) -> Result<(), Rejection> {
-    match endpoint.verifier.verify(headers, body, now, tolerance) {
+    match endpoint
+        .verifier
+        .verify(headers, body, peer, now, tolerance)
+    {
         Ok(_) => Ok(()),
-        Err(Rejection::BadSignature) => match &endpoint.previous {
-            Some((secrets, until)) if *until > Instant::now() => Verifier {
-                scheme: endpoint.verifier.scheme.clone(),
-                secrets: secrets.clone(),
+        Err(r @ (Rejection::BadSignature | Rejection::BadCertificate)) => {
+            match &endpoint.previous {
+                Some((secrets, until)) if *until > Instant::now() => {
+                    Verifier::new(endpoint.verifier.scheme.clone(), secrets.clone())
+                        .map_err(|_| r)?
+                        .verify(headers, body, peer, now, tolerance)
+                        .map(|_| ())
+                }
+                _ => Err(r),
             }
-            .verify(headers, body, now, tolerance)
-            .map(|_| ()),
-            _ => Err(Rejection::BadSignature),
-        },
+        }
         Err(r) => Err(r),
     }
 }

@@ -4,7 +4,14 @@
 use base64::{Engine, engine::general_purpose::STANDARD};
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
+use std::sync::Arc;
+
+use rustls::{
+    pki_types::{CertificateDer, UnixTime},
+    server::danger::ClientCertVerifier,
+};
 use subtle::ConstantTimeEq;
+use zen_certs::tls::ClientCa;
 use zen_crds::ingestor::{HmacAlgorithm, HmacPreset, HmacSettings, SignatureEncoding};
 
 /// Why a delivery was refused before it was read; the reason labels metrics and is told to
@@ -21,6 +28,10 @@ pub enum Rejection {
     StaleTimestamp,
     #[error("this delivery id was already received")]
     Replayed,
+    #[error("the delivery was sent without a client certificate")]
+    MissingCertificate,
+    #[error("the client certificate is not issued by a trusted CA of this endpoint")]
+    BadCertificate,
 }
 
 impl Rejection {
@@ -31,6 +42,8 @@ impl Rejection {
             Rejection::BadTimestamp => "bad_timestamp",
             Rejection::StaleTimestamp => "stale_timestamp",
             Rejection::Replayed => "replayed",
+            Rejection::MissingCertificate => "missing_certificate",
+            Rejection::BadCertificate => "bad_certificate",
         }
     }
 }
@@ -40,6 +53,8 @@ impl Rejection {
 pub enum Scheme {
     /// Anyone may deliver.
     None,
+    /// A client certificate issued by a CA of the secret (a PEM bundle).
+    Mtls,
     /// `Authorization: Bearer <secret>`.
     Bearer,
     /// The secret itself in a header (GitLab's `X-Gitlab-Token`).
@@ -105,6 +120,8 @@ impl Scheme {
 pub struct Verifier {
     pub scheme: Scheme,
     pub secrets: Vec<Vec<u8>>,
+    /// For mtls, the secrets as client-CA verifiers, built once.
+    client_cas: Vec<Arc<ClientCa>>,
 }
 
 /// What a verified delivery proved beyond its origin.
@@ -161,17 +178,52 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl Verifier {
-    /// Checks a delivery. `tolerance` bounds the age (and future skew) of signed timestamps.
+    /// A verifier; for mtls every secret must be a PEM bundle of CA certificates.
+    pub fn new(scheme: Scheme, secrets: Vec<Vec<u8>>) -> Result<Self, String> {
+        let client_cas = match scheme {
+            Scheme::Mtls => secrets
+                .iter()
+                .map(|pem| {
+                    ClientCa::new(&String::from_utf8_lossy(pem), true)
+                        .map_err(|e| format!("the client CA bundle is unusable: {e}"))
+                })
+                .collect::<Result<_, _>>()?,
+            _ => Vec::new(),
+        };
+        Ok(Self {
+            scheme,
+            secrets,
+            client_cas,
+        })
+    }
+
+    /// Checks a delivery. `tolerance` bounds the age (and future skew) of signed timestamps;
+    /// `peer` is the client's certificate chain, leaf first, as the TLS layer received it.
     pub fn verify(
         &self,
         headers: &HeaderMap,
         body: &[u8],
+        peer: Option<&[CertificateDer<'static>]>,
         now: i64,
         tolerance: i64,
     ) -> Result<Verified, Rejection> {
         let any = |check: &dyn Fn(&[u8]) -> bool| self.secrets.iter().any(|s| check(s));
         match &self.scheme {
             Scheme::None => Ok(Verified::default()),
+            Scheme::Mtls => {
+                let (leaf, intermediates) = peer
+                    .and_then(<[_]>::split_first)
+                    .ok_or(Rejection::MissingCertificate)?;
+                let trusted = self.client_cas.iter().any(|ca| {
+                    ca.verify_client_cert(leaf, intermediates, UnixTime::now())
+                        .is_ok()
+                });
+                if trusted {
+                    Ok(Verified::default())
+                } else {
+                    Err(Rejection::BadCertificate)
+                }
+            }
             Scheme::Bearer => {
                 let token = header(headers, "authorization")
                     .and_then(|v| {
@@ -305,16 +357,17 @@ mod tests {
     }
 
     fn preset(p: HmacPreset, secret: &str) -> Verifier {
-        Verifier {
-            scheme: Scheme::hmac(&HmacSettings {
+        Verifier::new(
+            Scheme::hmac(&HmacSettings {
                 preset: Some(p),
                 header: None,
                 prefix: None,
                 algorithm: None,
                 encoding: None,
             }),
-            secrets: vec![secret.as_bytes().to_vec()],
-        }
+            vec![secret.as_bytes().to_vec()],
+        )
+        .unwrap()
     }
 
     /// GitHub's documented test values ("Validating webhook deliveries").
@@ -325,13 +378,13 @@ mod tests {
             "x-hub-signature-256",
             "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
         )]);
-        assert!(v.verify(&good, b"Hello, World!", 0, 300).is_ok());
+        assert!(v.verify(&good, b"Hello, World!", None, 0, 300).is_ok());
         assert_eq!(
-            v.verify(&good, b"Hello, World?", 0, 300),
+            v.verify(&good, b"Hello, World?", None, 0, 300),
             Err(Rejection::BadSignature)
         );
         assert_eq!(
-            v.verify(&HeaderMap::new(), b"Hello, World!", 0, 300),
+            v.verify(&HeaderMap::new(), b"Hello, World!", None, 0, 300),
             Err(Rejection::MissingSignature)
         );
     }
@@ -353,13 +406,13 @@ mod tests {
         ]);
         let body = br#"{"test": 2432232314}"#;
         assert_eq!(
-            v.verify(&h, body, 1614265330, 300),
+            v.verify(&h, body, None, 1614265330, 300),
             Ok(Verified {
                 timestamp: Some(1614265330)
             })
         );
         assert_eq!(
-            v.verify(&h, body, 1614265330 + 301, 300),
+            v.verify(&h, body, None, 1614265330 + 301, 300),
             Err(Rejection::StaleTimestamp)
         );
     }
@@ -377,10 +430,10 @@ mod tests {
         let hex: String = sig.iter().map(|b| format!("{b:02x}")).collect();
         let v = preset(HmacPreset::Stripe, secret);
         let h = headers(&[("stripe-signature", &format!("t={t},v1=00ff,v1={hex}"))]);
-        assert!(v.verify(&h, body, 1_700_000_010, 300).is_ok());
+        assert!(v.verify(&h, body, None, 1_700_000_010, 300).is_ok());
         let h = headers(&[("stripe-signature", &format!("t=1700000001,v1={hex}"))]);
         assert_eq!(
-            v.verify(&h, body, 1_700_000_010, 300),
+            v.verify(&h, body, None, 1_700_000_010, 300),
             Err(Rejection::BadSignature),
             "the timestamp is part of what is signed"
         );
@@ -392,44 +445,54 @@ mod tests {
         v.secrets.push(b"old-token".to_vec());
         for token in ["new-token", "old-token"] {
             assert!(
-                v.verify(&headers(&[("x-gitlab-token", token)]), b"{}", 0, 0)
+                v.verify(&headers(&[("x-gitlab-token", token)]), b"{}", None, 0, 0)
                     .is_ok()
             );
         }
         assert_eq!(
-            v.verify(&headers(&[("x-gitlab-token", "other")]), b"{}", 0, 0),
+            v.verify(&headers(&[("x-gitlab-token", "other")]), b"{}", None, 0, 0),
             Err(Rejection::BadSignature)
         );
-        let bearer = Verifier {
-            scheme: Scheme::Bearer,
-            secrets: vec![b"t0k3n".to_vec()],
-        };
+        let bearer = Verifier::new(Scheme::Bearer, vec![b"t0k3n".to_vec()]).unwrap();
         assert!(
             bearer
-                .verify(&headers(&[("authorization", "Bearer t0k3n")]), b"", 0, 0)
+                .verify(
+                    &headers(&[("authorization", "Bearer t0k3n")]),
+                    b"",
+                    None,
+                    0,
+                    0
+                )
                 .is_ok()
         );
         assert_eq!(
-            bearer.verify(&headers(&[("authorization", "Bearer nope")]), b"", 0, 0),
+            bearer.verify(
+                &headers(&[("authorization", "Bearer nope")]),
+                b"",
+                None,
+                0,
+                0
+            ),
             Err(Rejection::BadSignature)
         );
     }
 
     #[test]
     fn generic_sha1_base64() {
-        let v = Verifier {
-            scheme: Scheme::hmac(&HmacSettings {
+        let v = Verifier::new(
+            Scheme::hmac(&HmacSettings {
                 preset: None,
                 header: Some("X-Signature".into()),
                 prefix: None,
                 algorithm: Some(HmacAlgorithm::Sha1),
                 encoding: Some(SignatureEncoding::Base64),
             }),
-            secrets: vec![b"key".to_vec()],
-        };
+            vec![b"key".to_vec()],
+        )
+        .unwrap();
         let sig = STANDARD.encode(mac(HmacAlgorithm::Sha1, b"key", &[b"payload"]));
         assert!(
-            v.verify(&headers(&[("x-signature", &sig)]), b"payload", 0, 0)
+            v.verify(&headers(&[("x-signature", &sig)]), b"payload", None, 0, 0)
                 .is_ok()
         );
     }
