@@ -171,7 +171,7 @@ fn policy_test_allows_every_example() {
         assert!(stdout.starts_with("ALLOWED Ingestor "), "{stdout}");
         checked += 1;
     }
-    assert_eq!(checked, 3);
+    assert_eq!(checked, 4);
 }
 
 #[test]

@@ -55,6 +55,7 @@ fn every_example_decodes() {
     assert_eq!(
         ingestors,
         [
+            "platform/alertmanager",
             "platform/github-security",
             "security/falco",
             "shop/warning-events"
@@ -147,4 +148,62 @@ fn every_cel_expression_in_the_examples_compiles() {
         checked > 20,
         "only {checked} expressions found in the examples"
     );
+}
+
+/// Each sample payload under `examples/payloads/` (in the format its sender documents)
+/// goes through its example Ingestor's filter and mapping and yields a valid Observation.
+#[test]
+fn example_mappings_turn_sample_payloads_into_observations() {
+    use zen_ingest::pipeline::{Outcome, Pipeline};
+    let objects = load_all();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/payloads");
+    let mut samples: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    samples.sort();
+    assert!(samples.len() >= 5, "{samples:?}");
+    for file in samples {
+        let sample: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let want = sample["ingestor"].as_str().unwrap();
+        let ingestor = objects
+            .iter()
+            .find_map(|(_, o)| match o {
+                Object::Ingestor(i)
+                    if format!(
+                        "{}/{}",
+                        i.metadata.namespace.as_deref().unwrap_or(""),
+                        i.metadata.name.as_deref().unwrap_or("")
+                    ) == want =>
+                {
+                    Some(i.clone())
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{}: no example Ingestor {want}", file.display()));
+        let pipeline = Pipeline::compile(&ingestor).unwrap();
+        let outcome = pipeline
+            .run(
+                sample["source"].as_str().unwrap(),
+                &sample["payload"],
+                &sample["headers"],
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let Outcome::Observe { spec, dedup } = outcome else {
+            panic!("{}: the filter dropped the sample", file.display());
+        };
+        for (field, value) in sample["expect"].as_object().unwrap() {
+            assert_eq!(&spec[field], value, "{}: spec.{field}", file.display());
+        }
+        // What the API would accept: the typed spec, and the name patterns of the schema.
+        let typed: Result<zen_crds::observation::ObservationSpec, _> =
+            serde_json::from_value(spec.clone());
+        assert!(typed.is_ok(), "{}: {typed:?}\n{spec}", file.display());
+        let source = spec["source"].as_str().unwrap();
+        assert!(source.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+        let event = spec["eventType"].as_str().unwrap();
+        assert!(event.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+        assert!(dedup.is_some(), "{}: every example deduplicates", file.display());
+    }
 }
