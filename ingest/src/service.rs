@@ -29,10 +29,23 @@ use crate::{
     sink::{ApiSink, Recorded, SinkError},
 };
 
-/// Deliveries processed at once; beyond it senders get 503 and retry.
-pub const MAX_IN_FLIGHT: usize = 256;
-/// Deliveries per second the whole port takes (every endpoint together).
-pub const GLOBAL_RATE: u32 = 10_000;
+/// Bounds of the whole port, beyond each endpoint's own.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Deliveries processed at once; beyond it senders get 503 and retry.
+    pub in_flight: usize,
+    /// Deliveries per second the whole port takes (every endpoint together).
+    pub rate: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            in_flight: 256,
+            rate: 10_000,
+        }
+    }
+}
 
 /// Headers never handed to CEL (and so never stored): credentials.
 const HIDDEN_HEADERS: [&str; 3] = ["authorization", "cookie", "x-gitlab-token"];
@@ -113,13 +126,22 @@ impl Answer {
 
 impl IngestService {
     pub fn new(endpoints: Arc<Endpoints>, sink: ApiSink, metrics: Option<IngestMetrics>) -> Self {
+        Self::with_limits(endpoints, sink, metrics, Limits::default())
+    }
+
+    pub fn with_limits(
+        endpoints: Arc<Endpoints>,
+        sink: ApiSink,
+        metrics: Option<IngestMetrics>,
+        limits: Limits,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 endpoints,
                 sink,
                 metrics,
-                in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
-                global: TokenBucket::new(GLOBAL_RATE, GLOBAL_RATE),
+                in_flight: Arc::new(Semaphore::new(limits.in_flight)),
+                global: TokenBucket::new(limits.rate, limits.rate),
             }),
         }
     }
