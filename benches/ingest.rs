@@ -1,0 +1,257 @@
+//! End-to-end benchmark of the ingest port (`cargo bench --bench ingest`).
+//!
+//! Runs the real `zen-watcher dev` binary with one GitHub-style Ingestor (HMAC-SHA256,
+//! delivery-id replay cache, CEL filter and mapping, dedup, durable write) and, in this
+//! process, a baseline: a TLS server with the same certificate answering every delivery with
+//! a fixed body. The same clients send the same signed deliveries to both in the same run;
+//! the report gives throughput and latency side by side, and their ratios.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::{
+    convert::Infallible,
+    path::Path,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use sha2::Sha256;
+use support::DevServer;
+use tokio::net::TcpListener;
+
+const SECRET: &str = "bench-secret";
+const PATH: &str = "/hooks/bench/github/github";
+const CONNECTIONS: usize = 32;
+const SECONDS: u64 = 10;
+
+const CONFIG: &str = r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: github, namespace: bench}
+stringData: {secret: bench-secret}
+---
+apiVersion: config.zen.watcher.io/v1alpha1
+kind: Ingestor
+metadata: {name: github, namespace: bench}
+spec:
+  sources:
+  - name: github
+    type: webhook
+    auth:
+      type: hmac
+      secretRef: {name: github, key: secret}
+      hmac: {preset: github}
+  filter: headers['x-github-event'] == 'dependabot_alert' && payload.action == 'created'
+  mapping:
+    source: "'github'"
+    category: "'security'"
+    severity: payload.alert.security_advisory.severity
+    eventType: "'vulnerable_dependency'"
+    title: payload.alert.security_advisory.summary
+    details: "{'repository': payload.repository.full_name, 'alert': payload.alert.number}"
+    fingerprint: payload.repository.full_name + '#' + string(payload.alert.number)
+  dedup: {window: 5m}
+"#;
+
+fn delivery(i: u64) -> (Bytes, String) {
+    let body = format!(
+        r#"{{"action":"created","alert":{{"number":{i},"state":"open","html_url":"https://github.com/acme/shop/security/dependabot/{i}","security_advisory":{{"ghsa_id":"GHSA-xxxx-yyyy-{i}","summary":"Prototype pollution in lodash","severity":"high"}}}},"repository":{{"full_name":"acme/shop"}},"sender":{{"login":"dependabot[bot]"}}}}"#
+    );
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(SECRET.as_bytes()).expect("key");
+    mac.update(body.as_bytes());
+    let sig: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    (Bytes::from(body), format!("sha256={sig}"))
+}
+
+fn client_config(data: &Path) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read_to_string(data.join("pki/ca.crt")).expect("CA");
+    for c in zen_certs::tls::certs_from_pem(&ca, "ca").expect("CA PEM") {
+        roots.add(c).expect("root");
+    }
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(zen_certs::tls::provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(port: u16, tls: Arc<rustls::ClientConfig>) -> Sender {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    tcp.set_nodelay(true).ok();
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("TLS");
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("HTTP");
+    tokio::spawn(conn);
+    sender
+}
+
+/// The baseline: the dev server's certificate, a fixed answer.
+async fn start_echo(data: &Path) -> u16 {
+    let pki = data.join("pki");
+    let read = |f: &str| std::fs::read_to_string(pki.join(f)).expect("PKI file");
+    let key = zen_certs::tls::certified_key(&read("tls.crt"), &read("tls.key"), "tls").expect("key");
+    let config = zen_certs::tls::server_config(zen_certs::tls::ServingCert::new(key), None)
+        .expect("TLS config");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let answer = Bytes::from_static(br#"{"observation":"bench/github-0123456789abcdef","status":"created"}"#);
+    let service = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let answer = answer.clone();
+        async move {
+            let _ = req.into_body().collect().await;
+            let mut resp = http::Response::new(zen_serving::full(answer));
+            *resp.status_mut() = http::StatusCode::CREATED;
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    tokio::spawn(zen_serving::serve_tls(
+        listener,
+        Arc::new(config),
+        service,
+        zen_serving::ServerOptions::default(),
+        std::future::pending(),
+    ));
+    port
+}
+
+struct Run {
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+    failed: u64,
+}
+
+/// Signed deliveries from [`CONNECTIONS`] keep-alive connections for [`SECONDS`].
+async fn load(port: u16, tls: Arc<rustls::ClientConfig>, counter: Arc<AtomicU64>) -> Run {
+    let deadline = Instant::now() + Duration::from_secs(SECONDS);
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let failed = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let mut sender = connect(port, tls.clone()).await;
+        let (counter, latencies, failed) = (counter.clone(), latencies.clone(), failed.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while Instant::now() < deadline {
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                let (body, sig) = delivery(i);
+                let req = http::Request::post(PATH)
+                    .header("host", "localhost")
+                    .header("content-type", "application/json")
+                    .header("x-github-event", "dependabot_alert")
+                    .header("x-github-delivery", format!("bench-{i}"))
+                    .header("x-hub-signature-256", sig)
+                    .body(Full::new(body))
+                    .expect("request");
+                let start = Instant::now();
+                if sender.ready().await.is_err() {
+                    break;
+                }
+                let resp = sender.send_request(req).await.expect("response");
+                let ok = resp.status() == http::StatusCode::CREATED;
+                let _ = resp.into_body().collect().await;
+                mine.push(start.elapsed());
+                if !ok {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            latencies.lock().expect("latencies").extend(mine);
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let mut all = std::mem::take(&mut *latencies.lock().expect("latencies"));
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 - 1.0) * p).round() as usize];
+    Run {
+        per_second: all.len() as f64 / SECONDS as f64,
+        p50: pct(0.50),
+        p99: pct(0.99),
+        failed: failed.load(Ordering::Relaxed),
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(run());
+}
+
+async fn run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let config = dir.path().join("config");
+    std::fs::create_dir_all(&config).expect("config dir");
+    std::fs::write(config.join("bench.yaml"), CONFIG).expect("config");
+    let server = DevServer::start(&data, &["--config-dir", config.to_str().expect("utf-8")]);
+    let tls = client_config(&data);
+    // Wait for the endpoint.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut sender = connect(server.ingest_port, tls.clone()).await;
+        let req = http::Request::post(PATH)
+            .header("host", "localhost")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .expect("request");
+        if sender.send_request(req).await.expect("response").status() != http::StatusCode::NOT_FOUND {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the endpoint never appeared");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let echo = start_echo(&data).await;
+    let counter = Arc::new(AtomicU64::new(0));
+    // Warm both up, then measure the baseline and zen-watcher alternately.
+    let _ = load(echo, tls.clone(), counter.clone()).await;
+    let base = load(echo, tls.clone(), counter.clone()).await;
+    let zen = load(server.ingest_port, tls.clone(), counter.clone()).await;
+    assert_eq!(zen.failed, 0, "deliveries were refused; the figures would be wrong");
+    println!(
+        "| measurement | zen-watcher | TLS echo | ratio |\n|---|---|---|---|\n\
+         | signed deliveries/s ({CONNECTIONS} keep-alive connections) | {:.0} | {:.0} | {:.2} |\n\
+         | latency p50 | {} | {} | {:.1}× |\n\
+         | latency p99 | {} | {} | {:.1}× |",
+        zen.per_second,
+        base.per_second,
+        zen.per_second / base.per_second,
+        ms(zen.p50),
+        ms(base.p50),
+        zen.p50.as_secs_f64() / base.p50.as_secs_f64(),
+        ms(zen.p99),
+        ms(base.p99),
+        zen.p99.as_secs_f64() / base.p99.as_secs_f64(),
+    );
+}
