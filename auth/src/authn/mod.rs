@@ -1,10 +1,12 @@
 //! Authentication: the methods a request may authenticate with, tried in kube-apiserver's
 //! order, and the anonymous fallback.
 
+mod request_header;
 mod x509;
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
+pub use request_header::{DelegatedAuthnConfig, RequestHeaderAuthenticator, RequestHeaderConfig};
 pub use x509::ClientCertAuthenticator;
 
 use crate::UserInfo;
@@ -19,14 +21,19 @@ pub enum AuthnError {
     NoCredentials,
     #[error("client CA: {0}")]
     ClientCa(String),
+    #[error("front-proxy certificate CN {cn:?} is not one of the allowed names")]
+    ProxyNotAllowed { cn: String },
+    #[error("{0}")]
+    Config(String),
 }
 
 pub type AuthnFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Option<UserInfo>, AuthnError>> + Send + 'a>>;
 
-/// One way of authenticating. `Ok(None)` means the request carries no credentials of this
-/// kind (the next method is tried); `Err` means it does and they are bad (the request fails,
-/// as kube-apiserver's union authenticator fails on the first error).
+/// One way of authenticating. `Ok(None)` means the request carries no credentials this
+/// method accepts; `Err` means it carries some and they are bad. As in kube-apiserver's
+/// union authenticator, the next method is tried either way, and errors only fail the
+/// request when no method succeeds.
 pub trait Authenticator: Send + Sync {
     fn authenticate<'a>(&'a self, req: &'a http::request::Parts) -> AuthnFuture<'a>;
 }
@@ -45,15 +52,21 @@ impl Authentication {
     }
 
     pub async fn authenticate(&self, req: &http::request::Parts) -> Result<UserInfo, AuthnError> {
+        let mut first_error = None;
         for method in &self.methods {
-            if let Some(user) = method.authenticate(req).await? {
-                return Ok(user.with_authenticated_group());
+            match method.authenticate(req).await {
+                Ok(Some(user)) => return Ok(user.with_authenticated_group()),
+                Ok(None) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
-        if self.anonymous {
-            Ok(UserInfo::anonymous())
-        } else {
-            Err(AuthnError::NoCredentials)
+        // Bad credentials are never downgraded to anonymous.
+        match first_error {
+            Some(e) => Err(e),
+            None if self.anonymous => Ok(UserInfo::anonymous()),
+            None => Err(AuthnError::NoCredentials),
         }
     }
 }
