@@ -8,6 +8,7 @@ use tower::ServiceBuilder;
 use zen_admission::{Admission, AdmissionService, metrics::AdmissionMetrics};
 use zen_apiserver::{
     authn::AuthenticationLayer,
+    authz::AuthorizationLayer,
     metrics::{ApiMetrics, MetricsLayer},
     server::ApiServer,
 };
@@ -122,6 +123,10 @@ pub async fn run(config: DevConfig) -> Result<(), DevError> {
         .layer(AuthenticationLayer::new(Authentication::new(
             vec![Arc::new(client_certs)],
             false,
+        )))
+        // Every dev client holds a certificate of the dev CA; `serve` asks kube-apiserver.
+        .layer(AuthorizationLayer::new(Arc::new(
+            zen_auth::authz::AlwaysAllow,
         )))
         .service(api_routes(api, ingest_service.clone()));
     let cluster = Arc::new(DirCluster::default());

@@ -2,6 +2,7 @@
 //! secure port for `zen.watcher.io/v1alpha1`.
 
 pub mod authn;
+pub mod authz;
 pub mod continue_token;
 pub mod discovery;
 pub mod metrics;

@@ -2,6 +2,8 @@
 //! it. Authorization (issue 6) builds on the [`UserInfo`] this crate puts on requests.
 
 pub mod authn;
+pub mod authz;
+mod cache;
 mod user;
 
 pub use user::UserInfo;

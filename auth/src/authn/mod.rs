@@ -2,11 +2,13 @@
 //! order, and the anonymous fallback.
 
 mod request_header;
+mod token;
 mod x509;
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
 pub use request_header::{DelegatedAuthnConfig, RequestHeaderAuthenticator, RequestHeaderConfig};
+pub use token::{TokenReviewAuthenticator, user_of_review};
 pub use x509::ClientCertAuthenticator;
 
 use crate::UserInfo;
@@ -25,6 +27,11 @@ pub enum AuthnError {
     ProxyNotAllowed { cn: String },
     #[error("{0}")]
     Config(String),
+    #[error("the token was refused: {0}")]
+    Token(String),
+    /// kube-apiserver could not be asked; the client may retry.
+    #[error("token review unavailable: {0}")]
+    Unavailable(String),
 }
 
 pub type AuthnFuture<'a> =
