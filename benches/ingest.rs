@@ -114,12 +114,15 @@ async fn connect(port: u16, tls: Arc<rustls::ClientConfig>) -> Sender {
 async fn start_echo(data: &Path) -> u16 {
     let pki = data.join("pki");
     let read = |f: &str| std::fs::read_to_string(pki.join(f)).expect("PKI file");
-    let key = zen_certs::tls::certified_key(&read("tls.crt"), &read("tls.key"), "tls").expect("key");
+    let key =
+        zen_certs::tls::certified_key(&read("tls.crt"), &read("tls.key"), "tls").expect("key");
     let config = zen_certs::tls::server_config(zen_certs::tls::ServingCert::new(key), None)
         .expect("TLS config");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let answer = Bytes::from_static(br#"{"observation":"bench/github-0123456789abcdef","status":"created"}"#);
+    let answer = Bytes::from_static(
+        br#"{"observation":"bench/github-0123456789abcdef","status":"created"}"#,
+    );
     let service = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let answer = answer.clone();
         async move {
@@ -226,7 +229,8 @@ async fn run() {
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from_static(b"{}")))
             .expect("request");
-        if sender.send_request(req).await.expect("response").status() != http::StatusCode::NOT_FOUND {
+        if sender.send_request(req).await.expect("response").status() != http::StatusCode::NOT_FOUND
+        {
             break;
         }
         assert!(Instant::now() < deadline, "the endpoint never appeared");
@@ -238,7 +242,10 @@ async fn run() {
     let _ = load(echo, tls.clone(), counter.clone()).await;
     let base = load(echo, tls.clone(), counter.clone()).await;
     let zen = load(server.ingest_port, tls.clone(), counter.clone()).await;
-    assert_eq!(zen.failed, 0, "deliveries were refused; the figures would be wrong");
+    assert_eq!(
+        zen.failed, 0,
+        "deliveries were refused; the figures would be wrong"
+    );
     println!(
         "| measurement | zen-watcher | TLS echo | ratio |\n|---|---|---|---|\n\
          | signed deliveries/s ({CONNECTIONS} keep-alive connections) | {:.0} | {:.0} | {:.2} |\n\

@@ -201,9 +201,21 @@ fn example_mappings_turn_sample_payloads_into_observations() {
             serde_json::from_value(spec.clone());
         assert!(typed.is_ok(), "{}: {typed:?}\n{spec}", file.display());
         let source = spec["source"].as_str().unwrap();
-        assert!(source.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+        assert!(
+            source
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        );
         let event = spec["eventType"].as_str().unwrap();
-        assert!(event.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
-        assert!(dedup.is_some(), "{}: every example deduplicates", file.display());
+        assert!(
+            event
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        );
+        assert!(
+            dedup.is_some(),
+            "{}: every example deduplicates",
+            file.display()
+        );
     }
 }
