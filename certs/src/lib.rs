@@ -1,6 +1,7 @@
 //! zen-watcher's PKI: its CA, the serving and client certificates it issues, the files they
 //! live in, and the rustls configuration that serves them.
 
+pub mod cluster;
 pub mod dev;
 pub mod inspect;
 pub mod issue;

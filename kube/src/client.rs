@@ -262,22 +262,35 @@ impl Client {
 
 fn tls_config(config: &ClusterConfig) -> Result<Arc<rustls::ClientConfig>, KubeError> {
     let bad = |e: &dyn std::fmt::Display| KubeError::Config(format!("TLS: {e}"));
+    let certs = |pem: &str,
+                 what: &str|
+     -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, KubeError> {
+        let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad(&format!("{what}: {e}")))?;
+        if certs.is_empty() {
+            return Err(bad(&format!("{what}: no certificate in the PEM data")));
+        }
+        Ok(certs)
+    };
     let mut roots = rustls::RootCertStore::empty();
-    for ca in zen_certs::tls::certs_from_pem(&config.ca_pem, "cluster CA").map_err(|e| bad(&e))? {
+    for ca in certs(&config.ca_pem, "cluster CA")? {
         roots.add(ca).map_err(|e| bad(&e))?;
     }
-    let builder = rustls::ClientConfig::builder_with_provider(zen_certs::tls::provider())
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| bad(&e))?
         .with_root_certificates(roots);
     let mut tls = match &config.auth {
-        Auth::ClientCert { cert_pem, key_pem } => builder
-            .with_client_auth_cert(
-                zen_certs::tls::certs_from_pem(cert_pem, "client certificate")
-                    .map_err(|e| bad(&e))?,
-                zen_certs::tls::key_from_pem(key_pem, "client key").map_err(|e| bad(&e))?,
-            )
-            .map_err(|e| bad(&e))?,
+        Auth::ClientCert { cert_pem, key_pem } => {
+            let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+                .map_err(|e| bad(&format!("client key: {e}")))?
+                .ok_or_else(|| bad(&"client key: no private key in the PEM data"))?;
+            builder
+                .with_client_auth_cert(certs(cert_pem, "client certificate")?, key)
+                .map_err(|e| bad(&e))?
+        }
         _ => builder.with_no_client_auth(),
     };
     tls.alpn_protocols = vec![b"h2".to_vec()];
