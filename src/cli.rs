@@ -185,10 +185,12 @@ fn run_dev(args: DevArgs) -> ExitCode {
         },
         data_dir: args.data_dir,
         store: args.server.store,
-        bind: args.bind_address,
-        secure_port: args.server.secure_port,
-        ingest_port: args.server.ingest_port,
-        metrics_port: args.server.metrics_port,
+        ports: crate::process::Ports {
+            bind: args.bind_address,
+            secure: args.server.secure_port,
+            ingest: args.server.ingest_port,
+            metrics: args.server.metrics_port,
+        },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -12,6 +12,7 @@ mod dev;
 mod kubeconfig;
 mod logging;
 mod policy_test;
+mod process;
 
 /// mimalloc instead of glibc's malloc: the API allocates many small JSON nodes per request, and
 /// glibc's per-thread arenas kept far more memory resident after load.
