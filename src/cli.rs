@@ -73,6 +73,15 @@ struct ServeArgs {
     /// Kubeconfig to reach the cluster from outside it (default: in-cluster configuration).
     #[arg(long, env = "KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
+    /// Namespace of zen-watcher's Service, Secrets and Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "zen-system")]
+    namespace: String,
+    /// Name of zen-watcher's Service (the names its serving certificate covers).
+    #[arg(long, env = "ZEN_SERVICE_NAME", default_value = "zen-watcher")]
+    service_name: String,
+    /// Address the listeners bind to.
+    #[arg(long, env = "ZEN_BIND_ADDRESS", default_value = "0.0.0.0")]
+    bind_address: std::net::IpAddr,
 }
 
 #[derive(Args, Debug)]
@@ -123,7 +132,7 @@ impl Cli {
             Command::Crds => print_crds(),
             Command::Serve(args) => {
                 crate::logging::init(args.server.log_format);
-                not_built("serve")
+                run_serve(args)
             }
             Command::Dev(args) => {
                 crate::logging::init(args.server.log_format);
@@ -164,17 +173,67 @@ fn policy_test(args: PolicyTestArgs) -> ExitCode {
     }
 }
 
-fn run_dev(args: DevArgs) -> ExitCode {
-    let (cert_validity, ca_validity) = (
-        args.server.cert_validity.as_std(),
-        args.server.ca_validity.as_std(),
-    );
-    if cert_validity < std::time::Duration::from_secs(3) || ca_validity < 3 * cert_validity {
+/// `--cert-validity` and `--ca-validity`, checked.
+fn validities(server: &ServerArgs) -> Option<(std::time::Duration, std::time::Duration)> {
+    let (cert, ca) = (server.cert_validity.as_std(), server.ca_validity.as_std());
+    if cert < std::time::Duration::from_secs(3) || ca < 3 * cert {
         eprintln!(
             "error: --cert-validity must be at least 3s and --ca-validity at least three times --cert-validity"
         );
-        return ExitCode::from(EXIT_ERROR);
+        return None;
     }
+    Some((cert, ca))
+}
+
+/// Runs a server future on a multi-threaded runtime; errors are printed for humans.
+fn block_on(
+    f: impl std::future::Future<Output = Result<(), crate::process::RunError>>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    match runtime.block_on(f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn run_serve(args: ServeArgs) -> ExitCode {
+    let Some((cert_validity, ca_validity)) = validities(&args.server) else {
+        return ExitCode::from(EXIT_ERROR);
+    };
+    block_on(crate::serve::run(crate::serve::ServeConfig {
+        kubeconfig: args.kubeconfig,
+        namespace: args.namespace,
+        service: args.service_name,
+        store: args.server.store,
+        cert_dir: args.server.cert_dir,
+        ingest_cert_dir: args.server.ingest_cert_dir,
+        cert_validity,
+        ca_validity,
+        ports: crate::process::Ports {
+            bind: args.bind_address,
+            secure: args.server.secure_port,
+            ingest: args.server.ingest_port,
+            metrics: args.server.metrics_port,
+        },
+    }))
+}
+
+fn run_dev(args: DevArgs) -> ExitCode {
+    let Some((cert_validity, ca_validity)) = validities(&args.server) else {
+        return ExitCode::from(EXIT_ERROR);
+    };
     let config = crate::dev::DevConfig {
         config_dir: args.config_dir,
         certs: crate::certificates::CertOptions {
@@ -192,23 +251,7 @@ fn run_dev(args: DevArgs) -> ExitCode {
             metrics: args.server.metrics_port,
         },
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: starting the runtime: {e}");
-            return ExitCode::from(EXIT_ERROR);
-        }
-    };
-    match runtime.block_on(crate::dev::run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_ERROR)
-        }
-    }
+    block_on(crate::dev::run(config))
 }
 
 fn print_crds() -> ExitCode {
@@ -229,10 +272,4 @@ fn print_crds() -> ExitCode {
             ExitCode::from(EXIT_ERROR)
         }
     }
-}
-
-/// Subcommands whose capability has not landed yet say so instead of pretending.
-fn not_built(what: &str) -> ExitCode {
-    eprintln!("error: `zen-watcher {what}` is not available in this build yet");
-    ExitCode::from(EXIT_ERROR)
 }

@@ -70,7 +70,9 @@ pub async fn run(config: DevConfig) -> Result<(), RunError> {
     // reads the user, as it does for every client CA in `serve`. Every dev client holds a
     // certificate of the dev CA, so all may do everything; `serve` asks kube-apiserver.
     let authn = Authentication::new(
-        vec![Arc::new(ClientCertAuthenticator::new(certs.client_ca.clone()))],
+        vec![Arc::new(ClientCertAuthenticator::new(
+            certs.client_ca.clone(),
+        ))],
         false,
     );
     let authz: Arc<dyn zen_auth::authz::Authorizer> = Arc::new(zen_auth::authz::AlwaysAllow);

@@ -13,6 +13,7 @@ mod kubeconfig;
 mod logging;
 mod policy_test;
 mod process;
+mod serve;
 
 /// mimalloc instead of glibc's malloc: the API allocates many small JSON nodes per request, and
 /// glibc's per-thread arenas kept far more memory resident after load.

@@ -122,7 +122,10 @@ impl Process {
         ready: impl FnOnce(SocketAddr, SocketAddr, SocketAddr),
     ) -> Result<(), RunError> {
         let (authn, authz) = identity;
-        tokio::spawn(zen_ingest::view::run(self.api.clone(), self.endpoints.clone()));
+        tokio::spawn(zen_ingest::view::run(
+            self.api.clone(),
+            self.endpoints.clone(),
+        ));
         let api = ServiceBuilder::new()
             .layer(MetricsLayer::new(self.api_metrics))
             .layer(AuthenticationLayer::new(authn))
@@ -158,19 +161,20 @@ impl Process {
             stopped(stop_rx.clone()),
         ));
         let registry = self.registry;
-        let metrics_service = tower::service_fn(move |_req: http::Request<hyper::body::Incoming>| {
-            let registry = registry.clone();
-            async move {
-                let mut buf = Vec::new();
-                let _ = TextEncoder::new().encode(&registry.gather(), &mut buf);
-                let mut resp = http::Response::new(full(buf));
-                resp.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("text/plain; version=0.0.4"),
-                );
-                Ok::<_, std::convert::Infallible>(resp)
-            }
-        });
+        let metrics_service =
+            tower::service_fn(move |_req: http::Request<hyper::body::Incoming>| {
+                let registry = registry.clone();
+                async move {
+                    let mut buf = Vec::new();
+                    let _ = TextEncoder::new().encode(&registry.gather(), &mut buf);
+                    let mut resp = http::Response::new(full(buf));
+                    resp.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                    );
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            });
         let ingest_task = tokio::spawn(serve_tls(
             ingest,
             Arc::new(ingest_tls),

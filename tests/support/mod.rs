@@ -408,3 +408,109 @@ pub mod client {
             .expect("the watch is still open")
     }
 }
+
+/// One HTTPS request with any trust and client identity, errors returned (not panics): for
+/// tests that expect refusals.
+pub mod tls {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::TokioIo;
+    use rustls::pki_types::{CertificateDer, ServerName};
+
+    pub struct Answer {
+        pub status: u16,
+        pub headers: http::HeaderMap,
+        pub body: serde_json::Value,
+        /// The certificate chain the server presented.
+        pub chain: Vec<CertificateDer<'static>>,
+    }
+
+    pub struct Request<'a> {
+        pub port: u16,
+        pub server_name: &'a str,
+        /// PEM bundle of the CAs to trust.
+        pub trust: &'a str,
+        /// PEM certificate and key to present.
+        pub client: Option<(&'a str, &'a str)>,
+        pub method: &'a str,
+        pub path: &'a str,
+        pub headers: &'a [(&'a str, &'a str)],
+        pub body: &'a [u8],
+    }
+
+    pub async fn send(r: Request<'_>) -> Result<Answer, String> {
+        let e = |e: &dyn std::fmt::Display| e.to_string();
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut r.trust.as_bytes()) {
+            roots.add(c.map_err(|x| e(&x))?).map_err(|x| e(&x))?;
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|x| e(&x))?
+        .with_root_certificates(roots);
+        let config = match r.client {
+            Some((cert, key)) => {
+                let certs = rustls_pemfile::certs(&mut cert.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|x| e(&x))?;
+                let key = rustls_pemfile::private_key(&mut key.as_bytes())
+                    .map_err(|x| e(&x))?
+                    .ok_or("no key")?;
+                builder
+                    .with_client_auth_cert(certs, key)
+                    .map_err(|x| e(&x))?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", r.port))
+            .await
+            .map_err(|x| format!("connect: {x}"))?;
+        let name = ServerName::try_from(r.server_name.to_owned()).map_err(|x| e(&x))?;
+        let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|x| format!("TLS: {x}"))?;
+        let chain = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+            .unwrap_or_default();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|x| format!("HTTP: {x}"))?;
+        tokio::spawn(conn);
+        let mut req = http::Request::builder()
+            .method(r.method)
+            .uri(r.path)
+            .header("host", r.server_name);
+        for (k, v) in r.headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Full::new(Bytes::copy_from_slice(r.body)))
+            .map_err(|x| e(&x))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|x| format!("request: {x}"))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|x| format!("body: {x}"))?
+            .to_bytes();
+        Ok(Answer {
+            status,
+            headers,
+            body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+            chain,
+        })
+    }
+}

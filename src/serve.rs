@@ -1,0 +1,199 @@
+//! `zen-watcher serve`: in a cluster (or pointed at one with `--kubeconfig`). Identities are
+//! delegated to kube-apiserver as aggregated API servers do it: front-proxy headers and
+//! client certificates per the `extension-apiserver-authentication` ConfigMap, bearer
+//! tokens by TokenReview, permissions by SubjectAccessReview. Certificates live in Secrets
+//! (or a mounted directory) and their CA is injected into every caBundle.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use prometheus::Registry;
+use zen_auth::authn::{
+    Authentication, Authenticator, ClientCertAuthenticator, DelegatedAuthnConfig,
+    RequestHeaderAuthenticator, TokenReviewAuthenticator,
+};
+use zen_certs::{
+    cluster::{CaBundlePublisher, SecretStore},
+    manager::SelfManaged,
+    metrics::CertMetrics,
+    mounted::CertDir,
+    rotation::Settings,
+    tls::{ClientCa, DeferredClientCert, ServingCert},
+};
+use zen_kube::{Client, ClusterConfig};
+
+use crate::process::{Ports, Process, RunError, open_store};
+
+pub struct ServeConfig {
+    pub kubeconfig: Option<PathBuf>,
+    pub namespace: String,
+    pub service: String,
+    pub store: Option<String>,
+    pub cert_dir: Option<PathBuf>,
+    pub ingest_cert_dir: Option<PathBuf>,
+    pub cert_validity: Duration,
+    pub ca_validity: Duration,
+    pub ports: Ports,
+}
+
+/// Where the authentication settings of aggregated API servers live.
+const AUTHN_CONFIGMAP: &str =
+    "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication";
+/// How often every caBundle is checked and put back if something overwrote it.
+const REPAIR: Duration = Duration::from_secs(30);
+
+pub async fn run(config: ServeConfig) -> Result<(), RunError> {
+    let cluster = match &config.kubeconfig {
+        Some(path) => ClusterConfig::from_kubeconfig(path)?,
+        None => ClusterConfig::in_cluster()?,
+    };
+    let client = Client::new(cluster)?;
+
+    let authn_config = DelegatedAuthnConfig::from_configmap(&client.get(AUTHN_CONFIGMAP).await?)
+        .map_err(|e| RunError::Setup(format!("{AUTHN_CONFIGMAP}: {e}")))?;
+    let mut methods: Vec<Arc<dyn Authenticator>> = Vec::new();
+    let mut client_cas = Vec::new();
+    if let Some(rh) = &authn_config.request_header {
+        client_cas.push(rh.client_ca_pem.clone());
+        methods.push(Arc::new(
+            RequestHeaderAuthenticator::new(rh.clone())
+                .map_err(|e| RunError::Setup(e.to_string()))?,
+        ));
+    }
+    if let Some(ca) = &authn_config.client_ca_pem {
+        client_cas.push(ca.clone());
+        methods.push(Arc::new(
+            ClientCertAuthenticator::from_pem(ca).map_err(|e| RunError::Setup(e.to_string()))?,
+        ));
+    }
+    methods.push(Arc::new(TokenReviewAuthenticator::new(
+        client.clone(),
+        Vec::new(),
+    )));
+    // Anonymous requests go on to authorization, which decides as kube-apiserver would.
+    let authn = Authentication::new(methods, true);
+    let authz: Arc<dyn zen_auth::authz::Authorizer> =
+        zen_auth::authz::SubjectAccessReviewer::new(client.clone());
+
+    let registry = Registry::new();
+    let cert_metrics =
+        CertMetrics::register(&registry).map_err(|e| RunError::Setup(e.to_string()))?;
+    let serving = match &config.cert_dir {
+        Some(dir) => {
+            let dir = CertDir::new(dir);
+            let now = dir.load()?;
+            cert_metrics.expires("serving", now.not_after);
+            let serving = ServingCert::new(now.key.clone());
+            tokio::spawn(dir.watch(
+                serving.clone(),
+                "serving",
+                Some(cert_metrics.clone()),
+                |_| {},
+            ));
+            serving
+        }
+        None => {
+            let settings = Settings {
+                ca_name: "zen-watcher-ca".into(),
+                dns_names: Settings::service_names(&config.service, &config.namespace),
+                ips: Vec::new(),
+                cert_validity: config.cert_validity,
+                ca_validity: config.ca_validity,
+            };
+            let publisher = Arc::new(CaBundlePublisher::new(client.clone()));
+            let (manager, serving) = SelfManaged::start(
+                Arc::new(SecretStore::new(client.clone(), &config.namespace)),
+                settings,
+                publisher.clone(),
+                Some(cert_metrics.clone()),
+            )
+            .await?;
+            tokio::spawn(manager.run());
+            tokio::spawn(repair_ca_bundles(
+                client.clone(),
+                config.namespace.clone(),
+                publisher,
+            ));
+            serving
+        }
+    };
+    let ingest = match &config.ingest_cert_dir {
+        Some(dir) => {
+            let dir = CertDir::new(dir);
+            let now = dir.load()?;
+            cert_metrics.expires("ingest", now.not_after);
+            let ingest = ServingCert::new(now.key.clone());
+            tokio::spawn(dir.watch(ingest.clone(), "ingest", Some(cert_metrics), |_| {}));
+            ingest
+        }
+        None => serving.clone(),
+    };
+    // Client certificates are asked for, not required: webhook calls and token clients
+    // come without one.
+    let client_ca = if client_cas.is_empty() {
+        None
+    } else {
+        Some(ClientCa::new(&client_cas.join("\n"), false)?
+            as Arc<dyn rustls::server::danger::ClientCertVerifier>)
+    };
+    let secure_tls = zen_certs::tls::server_config(serving, client_ca)?;
+    let ingest_tls = zen_certs::tls::server_config(ingest, Some(DeferredClientCert::new()))?;
+
+    let store_spec = config
+        .store
+        .clone()
+        .unwrap_or_else(|| "redb:/var/lib/zen-watcher/zen.redb".into());
+    if let Some(("redb", path)) = store_spec.split_once(':')
+        && let Some(parent) = std::path::Path::new(path).parent()
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(crate::process::io(format!("creating {}", parent.display())))?;
+    }
+    let store = open_store(&store_spec)?;
+    // Namespaces, Secrets, Ingestors and IngestorPolicies are not watched from the cluster
+    // yet: admission runs its built-in checks only, and no webhook endpoint is served.
+    tracing::warn!(
+        "serve does not watch Ingestors, IngestorPolicies, Namespaces or Secrets yet: admission runs built-in checks only and the ingest port serves no endpoints"
+    );
+    let process = Process::new(
+        store,
+        registry,
+        Arc::new(zen_admission::StaticCluster::default()),
+    )?;
+    process
+        .serve(
+            (authn, authz),
+            secure_tls,
+            ingest_tls,
+            config.ports,
+            |secure_addr, ingest_addr, metrics_addr| {
+                tracing::info!(%secure_addr, %ingest_addr, %metrics_addr, store = %store_spec, "zen-watcher serve is serving");
+            },
+        )
+        .await
+}
+
+/// Puts the current CA bundle back into every caBundle that lost it (a `kubectl apply` of
+/// the manifests, say), on a fixed period.
+async fn repair_ca_bundles(client: Client, namespace: String, publisher: Arc<CaBundlePublisher>) {
+    let path = format!(
+        "/api/v1/namespaces/{namespace}/secrets/{}",
+        zen_certs::pki::CA_SECRET
+    );
+    loop {
+        tokio::time::sleep(REPAIR).await;
+        let bundle = match client.get(&path).await {
+            Ok(secret) => zen_certs::cluster::secret_data(&secret)
+                .ok()
+                .and_then(|d| d.get("ca-bundle.crt").cloned()),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the CA Secret failed");
+                None
+            }
+        };
+        if let Some(bundle) = bundle
+            && let Err(e) = publisher.inject(&bundle).await
+        {
+            tracing::warn!(error = %e, "repairing caBundles failed");
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! `zen-watcher serve --kubeconfig` against a stand-in kube-apiserver (TLS, HTTP/2) that
+//! answers authentication and authorization reviews with replies recorded from a real
+//! kube-apiserver 1.28, serves the recorded registrations, and keeps Secrets in memory.
+//! The end-to-end suite against a real kube-apiserver is `e2e` (gated on
+//! ZEN_E2E_KUBE_APISERVER).
+
+mod support;
+
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use support::tls::{Request, send};
+use zen_certs::issue::Ca;
+
+const RECORDINGS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/testdata/kube-apiserver-1.28"
+);
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn recording(path: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(format!("{RECORDINGS}/{path}")).unwrap()).unwrap()
+}
+
+/// The stand-in's objects by API path, and the reviews it was asked.
+#[derive(Default)]
+struct State {
+    objects: HashMap<String, Value>,
+    reviews: Vec<Value>,
+    version: u64,
+}
+
+fn status(code: u16, reason: &str, message: &str) -> (u16, Value) {
+    (
+        code,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "message": message, "code": code}),
+    )
+}
+
+fn handle(state: &Mutex<State>, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let mut s = state.lock().unwrap();
+    match (method, path) {
+        ("POST", "/apis/authentication.k8s.io/v1/tokenreviews") => {
+            let recorded = recording("authn/tokenreview-serviceaccount-pod-bound.json");
+            if body["spec"]["token"] == recorded["request"]["stdinToKubectl"]["spec"]["token"] {
+                (201, recorded["response"]["body"].clone())
+            } else {
+                (
+                    201,
+                    json!({"kind": "TokenReview", "apiVersion": "authentication.k8s.io/v1",
+                             "status": {"authenticated": false, "error": "invalid bearer token"}}),
+                )
+            }
+        }
+        ("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews") => {
+            s.reviews.push(body.clone());
+            let spec = &body["spec"];
+            // Readers may read; nobody else may do anything (as the recorded RBAC had it).
+            let read = ["get", "list", "watch"]
+                .contains(&spec["resourceAttributes"]["verb"].as_str().unwrap_or(""));
+            let file = if read && spec["user"] != "system:anonymous" {
+                "allowed"
+            } else {
+                "denied"
+            };
+            (
+                201,
+                recording(&format!("authn/subjectaccessreview-{file}.json"))["response"]["body"]
+                    .clone(),
+            )
+        }
+        ("POST", p) if p.ends_with("/secrets") => {
+            let name = body["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let key = format!("{p}/{name}");
+            if s.objects.contains_key(&key) {
+                return status(409, "AlreadyExists", "exists");
+            }
+            s.version += 1;
+            let mut obj = body;
+            obj["metadata"]["resourceVersion"] = json!(s.version.to_string());
+            s.objects.insert(key, obj.clone());
+            (201, obj)
+        }
+        ("PUT", p) => {
+            let Some(current) = s.objects.get(p) else {
+                return status(404, "NotFound", "not found");
+            };
+            if current["metadata"]["resourceVersion"] != body["metadata"]["resourceVersion"] {
+                return status(409, "Conflict", "the object has been modified");
+            }
+            s.version += 1;
+            let mut obj = body;
+            obj["metadata"]["resourceVersion"] = json!(s.version.to_string());
+            s.objects.insert(p.to_owned(), obj.clone());
+            (200, obj)
+        }
+        ("PATCH", p) => {
+            let Some(mut obj) = s.objects.get(p).cloned() else {
+                return status(404, "NotFound", "not found");
+            };
+            let patch: json_patch::Patch = match serde_json::from_value(body) {
+                Ok(p) => p,
+                Err(e) => return status(400, "BadRequest", &e.to_string()),
+            };
+            if let Err(e) = json_patch::patch(&mut obj, &patch) {
+                return status(422, "Invalid", &e.to_string());
+            }
+            s.objects.insert(p.to_owned(), obj.clone());
+            (200, obj)
+        }
+        ("GET", p) => match s.objects.get(p) {
+            Some(o) => (200, o.clone()),
+            None => status(404, "NotFound", "not found"),
+        },
+        _ => status(405, "MethodNotAllowed", "not served by the stand-in"),
+    }
+}
+
+/// Starts the stand-in; returns its port, CA and state.
+async fn stand_in(state: Arc<Mutex<State>>) -> (u16, Ca) {
+    let ca = Ca::generate("cluster-ca", DAY).unwrap();
+    let leaf = ca.issue_serving(&["localhost".into()], &[], DAY).unwrap();
+    let config = zen_certs::tls::server_config(
+        zen_certs::tls::ServingCert::new(
+            zen_certs::tls::certified_key(&leaf.cert_pem, &leaf.key_pem, "stand-in").unwrap(),
+        ),
+        None,
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let service = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let state = state.clone();
+        async move {
+            let method = req.method().as_str().to_owned();
+            let path = req.uri().path().to_owned();
+            let bytes = req.into_body().collect().await.unwrap().to_bytes();
+            let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let (code, answer) = handle(&state, &method, &path, body);
+            let mut resp = http::Response::new(zen_serving::full(answer.to_string()));
+            *resp.status_mut() = http::StatusCode::from_u16(code).unwrap();
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    tokio::spawn(zen_serving::serve_tls(
+        listener,
+        Arc::new(config),
+        service,
+        zen_serving::ServerOptions::default(),
+        std::future::pending(),
+    ));
+    (port, ca)
+}
+
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_delegates_identity_and_permissions_and_publishes_its_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let front_proxy_ca = Ca::generate("front-proxy-ca", DAY).unwrap();
+    let client_ca = Ca::generate("client-ca", DAY).unwrap();
+
+    let state = Arc::new(Mutex::new(State::default()));
+    {
+        let mut s = state.lock().unwrap();
+        let mut cm = recording("authn/extension-apiserver-authentication.json");
+        cm["data"]["requestheader-client-ca-file"] = json!(front_proxy_ca.pem.cert_pem);
+        cm["data"]["client-ca-file"] = json!(client_ca.pem.cert_pem);
+        s.objects.insert(
+            "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication".into(),
+            cm,
+        );
+        s.objects.insert(
+            "/apis/apiregistration.k8s.io/v1/apiservices/v1alpha1.zen.watcher.io".into(),
+            recording("setup/setup-apiservice.json"),
+        );
+        for mut webhook in recording("setup/setup-webhooks.json")
+            .as_array()
+            .unwrap()
+            .clone()
+        {
+            webhook["metadata"]["name"] = json!("zen-watcher");
+            let plural = webhook["kind"].as_str().unwrap().to_lowercase() + "s";
+            s.objects.insert(
+                format!("/apis/admissionregistration.k8s.io/v1/{plural}/zen-watcher"),
+                webhook,
+            );
+        }
+    }
+    let (port, cluster_ca) = stand_in(state.clone()).await;
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{port}\n    tls-server-name: localhost\n    certificate-authority-data: {}\nusers:\n- name: u\n  user:\n    token: zen-watcher-service-account-token\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
+            STANDARD.encode(&cluster_ca.pem.cert_pem)
+        ),
+    )
+    .unwrap();
+
+    let secure = support::free_port();
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let _serve = Serve(
+        Command::new(env!("CARGO_BIN_EXE_zen-watcher"))
+            .args(["serve", "--kubeconfig", kubeconfig.to_str().unwrap()])
+            .args([
+                "--bind-address",
+                "127.0.0.1",
+                "--secure-port",
+                &secure.to_string(),
+            ])
+            .args(["--ingest-port", &support::free_port().to_string()])
+            .args(["--metrics-port", &support::free_port().to_string()])
+            .args([
+                "--store",
+                &format!("redb:{}", dir.path().join("zen.redb").display()),
+            ])
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let logs = || std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
+
+    // The CA is stored in its Secret and injected into every registration.
+    let bundle_of = |s: &State| -> Option<String> {
+        let secret = s
+            .objects
+            .get("/api/v1/namespaces/zen-system/secrets/zen-watcher-ca")?;
+        secret["data"]["ca-bundle.crt"].as_str().map(str::to_owned)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let bundle_b64 = loop {
+        {
+            let s = state.lock().unwrap();
+            if let Some(b) = bundle_of(&s)
+                && s.objects["/apis/apiregistration.k8s.io/v1/apiservices/v1alpha1.zen.watcher.io"]
+                    ["spec"]["caBundle"]
+                    == b.as_str()
+            {
+                break b;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no caBundle injected:\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    {
+        let s = state.lock().unwrap();
+        assert!(
+            s.objects
+                .contains_key("/api/v1/namespaces/zen-system/secrets/zen-watcher-tls")
+        );
+        for kind in [
+            "validatingwebhookconfigurations",
+            "mutatingwebhookconfigurations",
+        ] {
+            let w =
+                &s.objects[&format!("/apis/admissionregistration.k8s.io/v1/{kind}/zen-watcher")];
+            for hook in w["webhooks"].as_array().unwrap() {
+                assert_eq!(
+                    hook["clientConfig"]["caBundle"],
+                    bundle_b64.as_str(),
+                    "{kind}"
+                );
+            }
+        }
+    }
+    let bundle = String::from_utf8(STANDARD.decode(&bundle_b64).unwrap()).unwrap();
+
+    // kube-apiserver's view: TLS to zen-watcher.zen-system.svc verified with the caBundle.
+    let list = "/apis/zen.watcher.io/v1alpha1/namespaces/default/observations";
+    let proxy = front_proxy_ca
+        .issue_client("front-proxy-client", None, DAY)
+        .unwrap();
+    let as_alice = |method: &'static str, path: &'static str| Request {
+        port: secure,
+        server_name: "zen-watcher.zen-system.svc",
+        trust: &bundle,
+        client: Some((&proxy.cert_pem, &proxy.key_pem)),
+        method,
+        path,
+        headers: &[
+            ("x-remote-user", "alice"),
+            ("x-remote-group", "devs"),
+            ("x-remote-group", "system:authenticated"),
+        ],
+        body: b"",
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let r = loop {
+        match send(as_alice("GET", list)).await {
+            Ok(r) => break r,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "serve never answered ({e}):\n{}",
+                    logs()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(r.status, 200, "{}\n{}", r.body, logs());
+    let r = send(as_alice(
+        "DELETE",
+        "/apis/zen.watcher.io/v1alpha1/namespaces/default/observations/bar",
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        r.body["message"],
+        "observations.zen.watcher.io \"bar\" is forbidden: User \"alice\" cannot delete resource \"observations\" in API group \"zen.watcher.io\" in the namespace \"default\""
+    );
+    let asked = state.lock().unwrap().reviews.clone();
+    assert!(
+        asked.iter().any(|r| r["spec"]["user"] == "alice"
+            && r["spec"]["groups"] == json!(["devs", "system:authenticated"])),
+        "{asked:?}"
+    );
+
+    // Identity headers from a client that is not the front proxy are not believed.
+    let stranger = client_ca.issue_client("mallory", None, DAY).unwrap();
+    let r = send(Request {
+        client: Some((&stranger.cert_pem, &stranger.key_pem)),
+        ..as_alice(
+            "DELETE",
+            "/apis/zen.watcher.io/v1alpha1/namespaces/default/observations/bar",
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.status, 403);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("User \"mallory\""),
+        "{}",
+        r.body
+    );
+
+    // A service-account token, reviewed by kube-apiserver.
+    let token = recording("authn/tokenreview-serviceaccount-pod-bound.json")["request"]["stdinToKubectl"]["spec"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let auth = format!("Bearer {token}");
+    let r = send(Request {
+        client: None,
+        headers: &[("authorization", &auth)],
+        ..as_alice("GET", list)
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = send(Request {
+        client: None,
+        headers: &[("authorization", "Bearer forged")],
+        ..as_alice("GET", list)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (r.status, r.body["reason"].as_str()),
+        (401, Some("Unauthorized"))
+    );
+
+    // Anonymous: health is open, the API is not.
+    let anonymous = |path: &'static str| Request {
+        client: None,
+        headers: &[],
+        ..as_alice("GET", path)
+    };
+    assert_eq!(send(anonymous("/healthz")).await.unwrap().status, 200);
+    let r = send(anonymous(list)).await.unwrap();
+    assert_eq!(r.status, 403);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("system:anonymous"),
+        "{}",
+        r.body
+    );
+
+    // Something overwrites the APIService's caBundle: it is put back.
+    {
+        let mut s = state.lock().unwrap();
+        let api = s
+            .objects
+            .get_mut("/apis/apiregistration.k8s.io/v1/apiservices/v1alpha1.zen.watcher.io")
+            .unwrap();
+        api["spec"]["caBundle"] = json!(STANDARD.encode("stale"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let restored = state.lock().unwrap().objects["/apis/apiregistration.k8s.io/v1/apiservices/v1alpha1.zen.watcher.io"]
+            ["spec"]["caBundle"]
+            == bundle_b64.as_str();
+        if restored {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the caBundle was not repaired:\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
