@@ -4,13 +4,15 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    sync::{Arc, RwLock},
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use serde_json::Value;
-use zen_admission::{Admission, ClusterView, StaticCluster};
+use zen_admission::{Admission, StaticCluster};
+
+use crate::process::LiveCluster;
 use zen_crds::{Ingestor, IngestorPolicy, manifest};
 
 /// What a set of files holds.
@@ -40,6 +42,48 @@ impl Config {
             }
             Err(e) => self.errors.push(e.to_string()),
         }
+    }
+
+    /// Adds one object as the cluster serves it (apiVersion and kind set).
+    pub fn add_value(&mut self, v: &Value) {
+        match manifest::object(v) {
+            Ok(manifest::Object::Ingestor(i)) => self.ingestors.push(*i),
+            Ok(manifest::Object::IngestorPolicy(p)) => self.policies.push(*p),
+            Ok(manifest::Object::Other(v)) => self.add_other(&v),
+            Err(e) => self.errors.push(format!(
+                "{}/{}: {e}",
+                v["metadata"]["namespace"].as_str().unwrap_or(""),
+                v["metadata"]["name"].as_str().unwrap_or("")
+            )),
+        }
+    }
+
+    /// Makes this the configuration in force: the policy set, the Namespaces and Secrets
+    /// admission consults, and the served webhook endpoints. What cannot be used is logged.
+    pub fn apply(
+        self,
+        admission: &Admission,
+        cluster: &LiveCluster,
+        endpoints: &zen_ingest::Endpoints,
+    ) {
+        for e in &self.errors {
+            tracing::warn!(error = %e, "configuration skipped");
+        }
+        for (name, errors) in admission.set_policies(&self.policies) {
+            for e in errors {
+                tracing::warn!(policy = %name, error = %e, "IngestorPolicy left out");
+            }
+        }
+        cluster.replace(self.cluster);
+        for (ingestor, error) in endpoints.load(&self.ingestors, &self.secret_values) {
+            tracing::warn!(%ingestor, %error, "Ingestor not served");
+        }
+        tracing::info!(
+            ingestors = self.ingestors.len(),
+            policies = self.policies.len(),
+            endpoints = ?endpoints.paths(),
+            "configuration in force"
+        );
     }
 
     /// Secrets (their data keys, never values) and Namespaces (their labels).
@@ -138,30 +182,6 @@ pub fn load(dir: &Path) -> Config {
     config
 }
 
-/// The cluster as `dev` sees it: whatever the config directory held at its last read.
-#[derive(Default)]
-pub struct DirCluster(RwLock<StaticCluster>);
-
-impl DirCluster {
-    fn replace(&self, cluster: StaticCluster) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = cluster;
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, StaticCluster> {
-        self.0.read().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl ClusterView for DirCluster {
-    fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
-        self.read().namespace_labels(namespace)
-    }
-
-    fn secret_keys(&self, namespace: &str, name: &str) -> Option<Vec<String>> {
-        self.read().secret_keys(namespace, name)
-    }
-}
-
 /// How often the directory is looked at for changes.
 const POLL: Duration = Duration::from_millis(500);
 
@@ -184,7 +204,7 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
 pub async fn watch(
     dir: PathBuf,
     admission: Arc<Admission>,
-    cluster: Arc<DirCluster>,
+    cluster: Arc<LiveCluster>,
     endpoints: Arc<zen_ingest::Endpoints>,
 ) {
     let mut seen = None;
@@ -192,25 +212,8 @@ pub async fn watch(
         let now = fingerprint(&dir);
         if seen.as_ref() != Some(&now) {
             let config = load(&dir);
-            for e in &config.errors {
-                tracing::warn!(error = %e, "config directory: skipped");
-            }
-            for (name, errors) in admission.set_policies(&config.policies) {
-                for e in errors {
-                    tracing::warn!(policy = %name, error = %e, "IngestorPolicy left out");
-                }
-            }
-            cluster.replace(config.cluster);
-            for (ingestor, error) in endpoints.load(&config.ingestors, &config.secret_values) {
-                tracing::warn!(%ingestor, %error, "Ingestor not served");
-            }
-            tracing::info!(
-                dir = %dir.display(),
-                ingestors = config.ingestors.len(),
-                policies = config.policies.len(),
-                endpoints = ?endpoints.paths(),
-                "config directory loaded"
-            );
+            config.apply(&admission, &cluster, &endpoints);
+            tracing::info!(dir = %dir.display(), "config directory loaded");
             seen = Some(now);
         }
         tokio::time::sleep(POLL).await;

@@ -9,8 +9,8 @@ use zen_certs::metrics::CertMetrics;
 
 use crate::{
     certificates::{self, CertOptions},
-    config_dir::{self, DirCluster},
-    process::{Ports, Process, RunError, io, open_store},
+    config_dir,
+    process::{LiveCluster, Ports, Process, RunError, io, open_store},
 };
 
 /// What `dev` needs from the command line.
@@ -56,7 +56,7 @@ pub async fn run(config: DevConfig) -> Result<(), RunError> {
     )
     .await?;
 
-    let cluster = Arc::new(DirCluster::default());
+    let cluster = Arc::new(LiveCluster::default());
     let process = Process::new(store, registry, cluster.clone())?;
     if let Some(dir) = &config.config_dir {
         tokio::spawn(config_dir::watch(

@@ -3,11 +3,17 @@
 //! shutdown. The modes differ only in where identities, certificates and configuration
 //! come from.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{Arc, RwLock},
+};
 
 use prometheus::{Encoder, Registry, TextEncoder};
 use tower::ServiceBuilder;
-use zen_admission::{Admission, AdmissionService, ClusterView, metrics::AdmissionMetrics};
+use zen_admission::{
+    Admission, AdmissionService, ClusterView, StaticCluster, metrics::AdmissionMetrics,
+};
 use zen_apiserver::{
     authn::AuthenticationLayer,
     authz::AuthorizationLayer,
@@ -60,6 +66,31 @@ pub fn open_store(spec: &str) -> Result<Arc<dyn Store>, RunError> {
         _ => Err(RunError::Store(format!(
             "--store {spec:?}: expected redb:PATH or etcd:http://HOST:PORT"
         ))),
+    }
+}
+
+/// The Namespaces and Secrets admission asks about, as last read: from the config directory
+/// in `dev`, from watches of the cluster in `serve`.
+#[derive(Default)]
+pub struct LiveCluster(RwLock<StaticCluster>);
+
+impl LiveCluster {
+    pub fn replace(&self, cluster: StaticCluster) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = cluster;
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, StaticCluster> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ClusterView for LiveCluster {
+    fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
+        self.read().namespace_labels(namespace)
+    }
+
+    fn secret_keys(&self, namespace: &str, name: &str) -> Option<Vec<String>> {
+        self.read().secret_keys(namespace, name)
     }
 }
 

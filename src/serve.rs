@@ -21,7 +21,10 @@ use zen_certs::{
 };
 use zen_kube::{Client, ClusterConfig};
 
-use crate::process::{Ports, Process, RunError, open_store};
+use crate::{
+    config_dir::Config,
+    process::{LiveCluster, Ports, Process, RunError, open_store},
+};
 
 pub struct ServeConfig {
     pub kubeconfig: Option<PathBuf>,
@@ -149,16 +152,14 @@ pub async fn run(config: ServeConfig) -> Result<(), RunError> {
             .map_err(crate::process::io(format!("creating {}", parent.display())))?;
     }
     let store = open_store(&store_spec)?;
-    // Namespaces, Secrets, Ingestors and IngestorPolicies are not watched from the cluster
-    // yet: admission runs its built-in checks only, and no webhook endpoint is served.
-    tracing::warn!(
-        "serve does not watch Ingestors, IngestorPolicies, Namespaces or Secrets yet: admission runs built-in checks only and the ingest port serves no endpoints"
-    );
-    let process = Process::new(
-        store,
-        registry,
-        Arc::new(zen_admission::StaticCluster::default()),
-    )?;
+    let cluster = Arc::new(LiveCluster::default());
+    let process = Process::new(store, registry, cluster.clone())?;
+    tokio::spawn(follow_cluster(
+        client.clone(),
+        process.admission.clone(),
+        cluster,
+        process.endpoints.clone(),
+    ));
     process
         .serve(
             (authn, authz),
@@ -195,5 +196,61 @@ async fn repair_ca_bundles(client: Client, namespace: String, publisher: Arc<CaB
         {
             tracing::warn!(error = %e, "repairing caBundles failed");
         }
+    }
+}
+
+/// What `serve` follows in the cluster: collection path, apiVersion and kind (list items
+/// come without the last two).
+const FOLLOWED: [(&str, &str, &str); 4] = [
+    (
+        "/apis/config.zen.watcher.io/v1alpha1/ingestorpolicies",
+        "config.zen.watcher.io/v1alpha1",
+        "IngestorPolicy",
+    ),
+    (
+        "/apis/config.zen.watcher.io/v1alpha1/ingestors",
+        "config.zen.watcher.io/v1alpha1",
+        "Ingestor",
+    ),
+    ("/api/v1/namespaces", "v1", "Namespace"),
+    ("/api/v1/secrets", "v1", "Secret"),
+];
+
+/// Keeps admission's policy set and view of Namespaces and Secrets, and the served webhook
+/// endpoints, in step with the cluster: everything is rebuilt from the current sets on
+/// every change (changes arriving together are taken together).
+async fn follow_cluster(
+    client: Client,
+    admission: Arc<zen_admission::Admission>,
+    cluster: Arc<LiveCluster>,
+    endpoints: Arc<zen_ingest::Endpoints>,
+) {
+    let mut sets: Vec<_> = FOLLOWED
+        .iter()
+        .map(|(path, _, _)| zen_kube::reflect::reflect(client.clone(), (*path).to_owned()))
+        .collect();
+    loop {
+        let mut config = Config::default();
+        for (set, (_, api_version, kind)) in sets.iter_mut().zip(FOLLOWED) {
+            let snapshot = set.borrow_and_update().clone();
+            for object in snapshot.iter().flat_map(|s| s.values()) {
+                let mut object = object.clone();
+                object["apiVersion"] = api_version.into();
+                object["kind"] = kind.into();
+                config.add_value(&object);
+            }
+        }
+        config.apply(&admission, &cluster, &endpoints);
+        let [a, b, c, d] = &mut sets[..] else { return };
+        let changed = tokio::select! {
+            r = a.changed() => r,
+            r = b.changed() => r,
+            r = c.changed() => r,
+            r = d.changed() => r,
+        };
+        if changed.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

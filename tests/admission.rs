@@ -10,21 +10,7 @@ use serde_json::{Value, json};
 use support::{DevServer, client::Client};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-const RECORDED: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/testdata/kube-apiserver-1.28/admission/validate-create-alice.json"
-);
-
-/// The recorded review's exact envelope around `object`.
-fn review(object: &Value) -> String {
-    let capture: Value = serde_json::from_str(&std::fs::read_to_string(RECORDED).unwrap()).unwrap();
-    let mut review: Value =
-        serde_json::from_str(capture["request"]["bodyRaw"].as_str().unwrap()).unwrap();
-    review["request"]["object"] = object.clone();
-    review["request"]["name"] = object["metadata"]["name"].clone();
-    review["request"]["namespace"] = object["metadata"]["namespace"].clone();
-    review.to_string()
-}
+use support::admission_review as review;
 
 fn unauthenticated() -> Value {
     json!({

@@ -30,12 +30,65 @@ fn recording(path: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(format!("{RECORDINGS}/{path}")).unwrap()).unwrap()
 }
 
-/// The stand-in's objects by API path, and the reviews it was asked.
-#[derive(Default)]
+/// The stand-in's objects by API path, and the reviews it was asked. Every write is also
+/// sent to the open watches.
 struct State {
     objects: HashMap<String, Value>,
     reviews: Vec<Value>,
     version: u64,
+    events: tokio::sync::broadcast::Sender<(String, Value)>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            objects: HashMap::new(),
+            reviews: Vec::new(),
+            version: 0,
+            events: tokio::sync::broadcast::channel(1024).0,
+        }
+    }
+}
+
+impl State {
+    /// Stores `object` at `key` with a new resourceVersion and tells the watches.
+    fn put(&mut self, key: &str, mut object: Value) -> Value {
+        self.version += 1;
+        object["metadata"]["resourceVersion"] = json!(self.version.to_string());
+        let kind = if self.objects.contains_key(key) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        self.objects.insert(key.to_owned(), object.clone());
+        let _ = self
+            .events
+            .send((key.to_owned(), json!({"type": kind, "object": object})));
+        object
+    }
+}
+
+/// Whether the object at `key` belongs to the collection at `path` (a list or watch path:
+/// cluster-wide collections take every namespace).
+fn in_collection(path: &str, key: &str) -> bool {
+    let segments = |p: &str| {
+        p.trim_matches('/')
+            .split('/')
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let (c, k) = (segments(path), segments(key));
+    match c.as_slice() {
+        // /api/v1/namespaces: the Namespace objects themselves.
+        [a, _, r] if a == "api" && r == "namespaces" => k.len() == 4 && k[..3] == c[..],
+        // /api/v1/secrets: any namespace.
+        [a, v, r] if a == "api" => k.len() == 6 && k[0] == *a && k[1] == *v && k[4] == *r,
+        // /apis/g/v/ingestorpolicies (cluster-scoped) and /apis/g/v/ingestors (any namespace).
+        [a, _, _, r] if a == "apis" => {
+            (k.len() == 5 && k[..4] == c[..]) || (k.len() == 7 && k[..3] == c[..3] && k[5] == *r)
+        }
+        _ => false,
+    }
 }
 
 fn status(code: u16, reason: &str, message: &str) -> (u16, Value) {
@@ -86,11 +139,7 @@ fn handle(state: &Mutex<State>, method: &str, path: &str, body: Value) -> (u16, 
             if s.objects.contains_key(&key) {
                 return status(409, "AlreadyExists", "exists");
             }
-            s.version += 1;
-            let mut obj = body;
-            obj["metadata"]["resourceVersion"] = json!(s.version.to_string());
-            s.objects.insert(key, obj.clone());
-            (201, obj)
+            (201, s.put(&key, body))
         }
         ("PUT", p) => {
             let Some(current) = s.objects.get(p) else {
@@ -99,11 +148,7 @@ fn handle(state: &Mutex<State>, method: &str, path: &str, body: Value) -> (u16, 
             if current["metadata"]["resourceVersion"] != body["metadata"]["resourceVersion"] {
                 return status(409, "Conflict", "the object has been modified");
             }
-            s.version += 1;
-            let mut obj = body;
-            obj["metadata"]["resourceVersion"] = json!(s.version.to_string());
-            s.objects.insert(p.to_owned(), obj.clone());
-            (200, obj)
+            (200, s.put(p, body))
         }
         ("PATCH", p) => {
             let Some(mut obj) = s.objects.get(p).cloned() else {
@@ -116,11 +161,36 @@ fn handle(state: &Mutex<State>, method: &str, path: &str, body: Value) -> (u16, 
             if let Err(e) = json_patch::patch(&mut obj, &patch) {
                 return status(422, "Invalid", &e.to_string());
             }
-            s.objects.insert(p.to_owned(), obj.clone());
-            (200, obj)
+            (200, s.put(p, obj))
         }
         ("GET", p) => match s.objects.get(p) {
             Some(o) => (200, o.clone()),
+            None if [
+                "/api/v1/namespaces",
+                "/api/v1/secrets",
+                "/apis/config.zen.watcher.io/v1alpha1/ingestors",
+                "/apis/config.zen.watcher.io/v1alpha1/ingestorpolicies",
+            ]
+            .contains(&p) =>
+            {
+                let mut items: Vec<Value> = s
+                    .objects
+                    .iter()
+                    .filter(|(k, _)| in_collection(p, k))
+                    .map(|(_, o)| o.clone())
+                    .collect();
+                items.sort_by_key(|o| {
+                    o["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned()
+                });
+                (
+                    200,
+                    json!({"kind": "List", "apiVersion": "v1",
+                             "metadata": {"resourceVersion": s.version.to_string()}, "items": items}),
+                )
+            }
             None => status(404, "NotFound", "not found"),
         },
         _ => status(405, "MethodNotAllowed", "not served by the stand-in"),
@@ -145,6 +215,23 @@ async fn stand_in(state: Arc<Mutex<State>>) -> (u16, Ca) {
         async move {
             let method = req.method().as_str().to_owned();
             let path = req.uri().path().to_owned();
+            if req.uri().query().is_some_and(|q| q.contains("watch=1")) {
+                let mut events = state.lock().unwrap().events.subscribe();
+                let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
+                tokio::spawn(async move {
+                    while let Ok((key, event)) = events.recv().await {
+                        if in_collection(&path, &key)
+                            && tx
+                                .send(bytes::Bytes::from(format!("{event}\n")))
+                                .await
+                                .is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+                return Ok::<_, Infallible>(http::Response::new(BodyExt::boxed(Lines(rx))));
+            }
             let bytes = req.into_body().collect().await.unwrap().to_bytes();
             let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             let (code, answer) = handle(&state, &method, &path, body);
@@ -161,6 +248,23 @@ async fn stand_in(state: Arc<Mutex<State>>) -> (u16, Ca) {
         std::future::pending(),
     ));
     (port, ca)
+}
+
+/// A streaming body of watch lines.
+struct Lines(tokio::sync::mpsc::Receiver<bytes::Bytes>);
+
+impl http_body::Body for Lines {
+    type Data = bytes::Bytes;
+    type Error = zen_serving::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|line| line.map(|b| Ok(http_body::Frame::data(b))))
+    }
 }
 
 struct Serve(Child);
@@ -192,6 +296,32 @@ async fn serve_delegates_identity_and_permissions_and_publishes_its_ca() {
             "/apis/apiregistration.k8s.io/v1/apiservices/v1alpha1.zen.watcher.io".into(),
             recording("setup/setup-apiservice.json"),
         );
+        s.put(
+            "/api/v1/namespaces/apps",
+            json!({"metadata": {"name": "apps"}}),
+        );
+        s.put(
+            "/api/v1/namespaces/apps/secrets/hooks",
+            json!({"metadata": {"name": "hooks", "namespace": "apps"}, "type": "Opaque",
+                   "data": {"token": STANDARD.encode("apps-token")}}),
+        );
+        s.put(
+            "/apis/config.zen.watcher.io/v1alpha1/namespaces/apps/ingestors/hooks",
+            json!({"metadata": {"name": "hooks", "namespace": "apps"}, "spec": {
+                "sources": [{"name": "ci", "type": "webhook",
+                             "auth": {"type": "bearer", "secretRef": {"name": "hooks", "key": "token"}}}],
+                "mapping": {"category": "'operations'", "severity": "'low'", "eventType": "'build_failed'",
+                            "title": "payload.pipeline"}
+            }}),
+        );
+        s.put(
+            "/apis/config.zen.watcher.io/v1alpha1/ingestorpolicies/rate-cap",
+            json!({"metadata": {"name": "rate-cap"}, "spec": {
+                "validations": [{"expression": "object.spec.sources.all(s, !has(s.rateLimit) || s.rateLimit.requestsPerSecond <= 1000)",
+                                 "message": "rate limits above 1000/s are not allowed"}],
+                "validationActions": ["Deny"]
+            }}),
+        );
         for mut webhook in recording("setup/setup-webhooks.json")
             .as_array()
             .unwrap()
@@ -217,6 +347,7 @@ async fn serve_delegates_identity_and_permissions_and_publishes_its_ca() {
     .unwrap();
 
     let secure = support::free_port();
+    let ingest = support::free_port();
     let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
     let _serve = Serve(
         Command::new(env!("CARGO_BIN_EXE_zen-watcher"))
@@ -227,7 +358,7 @@ async fn serve_delegates_identity_and_permissions_and_publishes_its_ca() {
                 "--secure-port",
                 &secure.to_string(),
             ])
-            .args(["--ingest-port", &support::free_port().to_string()])
+            .args(["--ingest-port", &ingest.to_string()])
             .args(["--metrics-port", &support::free_port().to_string()])
             .args([
                 "--store",
@@ -404,6 +535,133 @@ async fn serve_delegates_identity_and_permissions_and_publishes_its_ca() {
             .as_str()
             .unwrap()
             .contains("system:anonymous"),
+        "{}",
+        r.body
+    );
+
+    // Admission follows the IngestorPolicies of the cluster (webhook calls carry no client
+    // certificate).
+    let too_fast = json!({
+        "apiVersion": "config.zen.watcher.io/v1alpha1", "kind": "Ingestor",
+        "metadata": {"name": "fast", "namespace": "apps"},
+        "spec": {
+            "sources": [{"name": "s", "type": "webhook",
+                         "auth": {"type": "bearer", "secretRef": {"name": "hooks", "key": "token"}},
+                         "rateLimit": {"requestsPerSecond": 5000}}],
+            "mapping": {"category": "'operations'", "severity": "'low'", "eventType": "'x'"}
+        }
+    });
+    let validate = |object: &Value| {
+        let body = support::admission_review(object);
+        let bundle = bundle.clone();
+        async move {
+            send(Request {
+                port: secure,
+                server_name: "zen-watcher.zen-system.svc",
+                trust: &bundle,
+                client: None,
+                method: "POST",
+                path: "/admission/validate?timeout=10s",
+                headers: &[("content-type", "application/json")],
+                body: body.as_bytes(),
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = validate(&too_fast).await;
+        if r.body["response"]["allowed"] == false {
+            assert!(
+                r.body["response"]["status"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("above 1000/s"),
+                "{}",
+                r.body
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cluster's policy was not applied: {}\n{}",
+            r.body,
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A policy added later is followed through the watch.
+    state.lock().unwrap().put(
+        "/apis/config.zen.watcher.io/v1alpha1/ingestorpolicies/no-x",
+        json!({"metadata": {"name": "no-x"}, "spec": {
+            "validations": [{"expression": "object.spec.mapping.eventType != \"'x'\"",
+                             "message": "event type x is reserved"}],
+            "validationActions": ["Deny"]
+        }}),
+    );
+    let mut slow = too_fast.clone();
+    slow["spec"]["sources"][0]["rateLimit"]["requestsPerSecond"] = json!(10);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = validate(&slow).await;
+        if r.body["response"]["allowed"] == false {
+            assert!(
+                r.body["response"]["status"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("reserved"),
+                "{}",
+                r.body
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new policy was not followed: {}\n{}",
+            r.body,
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The cluster's Ingestors provision webhook endpoints, with their Secrets.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let r = loop {
+        let r = send(Request {
+            port: ingest,
+            server_name: "zen-watcher.zen-system.svc",
+            trust: &bundle,
+            client: None,
+            method: "POST",
+            path: "/hooks/apps/hooks/ci",
+            headers: &[
+                ("content-type", "application/json"),
+                ("authorization", "Bearer apps-token"),
+            ],
+            body: br#"{"pipeline": "nightly build #42"}"#,
+        })
+        .await
+        .unwrap();
+        if r.status != 404 {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the endpoint never appeared:\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = send(as_alice(
+        "GET",
+        "/apis/zen.watcher.io/v1alpha1/namespaces/apps/observations",
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        r.body["items"][0]["spec"]["title"], "nightly build #42",
         "{}",
         r.body
     );

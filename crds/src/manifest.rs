@@ -107,7 +107,8 @@ pub fn load_str(file: &Path, text: &str) -> Result<Vec<Object>, ManifestError> {
         .collect()
 }
 
-fn object(doc: &Value) -> Result<Object, DecodeError> {
+/// The object a manifest document (or an object read from the cluster) is.
+pub fn object(doc: &Value) -> Result<Object, DecodeError> {
     let api_version = doc.get("apiVersion").and_then(Value::as_str);
     let kind = doc.get("kind").and_then(Value::as_str);
     let config = format!("{}/{}", crate::CONFIG_GROUP, crate::VERSION);

@@ -235,6 +235,81 @@ impl Client {
         })
     }
 
+    /// A streaming GET (a watch): each line of the answer, parsed, until the server ends
+    /// it or the receiver is dropped. Only the answer's headers are bounded in time.
+    pub async fn stream(
+        &self,
+        path: &str,
+    ) -> Result<tokio::sync::mpsc::Receiver<Value>, KubeError> {
+        let open = async {
+            let mut sender = self.sender().await?;
+            sender.ready().await.map_err(|e| KubeError::Connect {
+                server: self.inner.config.server.clone(),
+                message: e.to_string(),
+            })?;
+            sender
+                .send_request(self.build(&Method::GET, path, &None)?)
+                .await
+                .map_err(|e| KubeError::Connect {
+                    server: self.inner.config.server.clone(),
+                    message: e.to_string(),
+                })
+        };
+        let resp = match tokio::time::timeout(TIMEOUT, open)
+            .await
+            .map_err(|_| KubeError::Timeout)?
+        {
+            Ok(r) => r,
+            Err(KubeError::Connect { .. }) => {
+                *self.inner.connection.lock().await = None;
+                return Err(KubeError::Connect {
+                    server: self.inner.config.server.clone(),
+                    message: "the connection broke; retry".into(),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let status = resp.status();
+        if !status.is_success() {
+            let bytes = http_body_util::Limited::new(resp.into_body(), MAX_RESPONSE)
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            return Err(KubeError::Api {
+                code: status.as_u16(),
+                reason: value["reason"].as_str().unwrap_or_default().to_owned(),
+                message: value["message"].as_str().unwrap_or_default().to_owned(),
+            });
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let mut body = resp.into_body();
+        tokio::spawn(async move {
+            let mut buf: Vec<u8> = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let Ok(frame) = frame else { return };
+                let Some(data) = frame.data_ref() else {
+                    continue;
+                };
+                buf.extend_from_slice(data);
+                while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=i).collect();
+                    if let Ok(v) = serde_json::from_slice::<Value>(&line)
+                        && tx.send(v).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                if buf.len() > MAX_RESPONSE {
+                    tracing::warn!("a watch event exceeded the size limit; ending the watch");
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+
     /// POST of a JSON object (creates, reviews).
     pub async fn create(&self, path: &str, body: &Value) -> Result<Value, KubeError> {
         self.request(Method::POST, path, Some((body, "application/json")))

@@ -514,3 +514,23 @@ pub mod tls {
         })
     }
 }
+
+/// A recorded AdmissionReview (kube-apiserver 1.28, validate on create) with `object` in
+/// place of the recorded one: the exact envelope kube-apiserver sends.
+pub fn admission_review(object: &serde_json::Value) -> String {
+    let capture: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/testdata/kube-apiserver-1.28/admission/validate-create-alice.json"
+        ))
+        .expect("recorded review"),
+    )
+    .expect("JSON");
+    let mut review: serde_json::Value =
+        serde_json::from_str(capture["request"]["bodyRaw"].as_str().expect("bodyRaw"))
+            .expect("JSON");
+    review["request"]["object"] = object.clone();
+    review["request"]["name"] = object["metadata"]["name"].clone();
+    review["request"]["namespace"] = object["metadata"]["namespace"].clone();
+    review.to_string()
+}
