@@ -125,6 +125,7 @@ pub async fn start(
         zen_certs::dev::settings(options.cert_validity, options.ca_validity),
         Arc::new(publisher),
         metrics.clone(),
+        None,
     )
     .await?;
     tokio::spawn(manager.run());

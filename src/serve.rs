@@ -103,11 +103,24 @@ pub async fn run(config: ServeConfig) -> Result<(), RunError> {
                 ca_validity: config.ca_validity,
             };
             let publisher = Arc::new(CaBundlePublisher::new(client.clone()));
+            // One replica at a time rotates; the others serve what it stores.
+            let identity = std::env::var("POD_NAME")
+                .unwrap_or_else(|_| format!("zen-watcher-{}", std::process::id()));
+            let leadership = zen_kube::lease::campaign(
+                client.clone(),
+                config.namespace.clone(),
+                "zen-watcher".into(),
+                identity,
+                Duration::from_secs(15),
+            )
+            .await;
+            let leader: zen_certs::manager::Leader = Arc::new(move || leadership.is_leader());
             let (manager, serving) = SelfManaged::start(
                 Arc::new(SecretStore::new(client.clone(), &config.namespace)),
                 settings,
                 publisher.clone(),
                 Some(cert_metrics.clone()),
+                Some(leader),
             )
             .await?;
             tokio::spawn(manager.run());

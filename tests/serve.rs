@@ -130,7 +130,7 @@ fn handle(state: &Mutex<State>, method: &str, path: &str, body: Value) -> (u16, 
                     .clone(),
             )
         }
-        ("POST", p) if p.ends_with("/secrets") => {
+        ("POST", p) if p.ends_with("/secrets") || p.ends_with("/leases") => {
             let name = body["metadata"]["name"]
                 .as_str()
                 .unwrap_or_default()
@@ -348,29 +348,33 @@ async fn serve_delegates_identity_and_permissions_and_publishes_its_ca() {
 
     let secure = support::free_port();
     let ingest = support::free_port();
-    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
-    let _serve = Serve(
-        Command::new(env!("CARGO_BIN_EXE_zen-watcher"))
-            .args(["serve", "--kubeconfig", kubeconfig.to_str().unwrap()])
-            .args([
-                "--bind-address",
-                "127.0.0.1",
-                "--secure-port",
-                &secure.to_string(),
-            ])
-            .args(["--ingest-port", &ingest.to_string()])
-            .args(["--metrics-port", &support::free_port().to_string()])
-            .args([
-                "--store",
-                &format!("redb:{}", dir.path().join("zen.redb").display()),
-            ])
-            .env_remove("KUBECONFIG")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let start = |secure: u16, ingest: u16, name: &str| {
+        let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap();
+        Serve(
+            Command::new(env!("CARGO_BIN_EXE_zen-watcher"))
+                .args(["serve", "--kubeconfig", kubeconfig.to_str().unwrap()])
+                .args([
+                    "--bind-address",
+                    "127.0.0.1",
+                    "--secure-port",
+                    &secure.to_string(),
+                ])
+                .args(["--ingest-port", &ingest.to_string()])
+                .args(["--metrics-port", &support::free_port().to_string()])
+                .args([
+                    "--store",
+                    &format!("redb:{}", dir.path().join(format!("{name}.redb")).display()),
+                ])
+                .env_remove("KUBECONFIG")
+                .env_remove("POD_NAME")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let _serve = start(secure, ingest, "serve");
     let logs = || std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
 
     // The CA is stored in its Secret and injected into every registration.
@@ -404,6 +408,16 @@ async fn serve_delegates_identity_and_permissions_and_publishes_its_ca() {
         assert!(
             s.objects
                 .contains_key("/api/v1/namespaces/zen-system/secrets/zen-watcher-tls")
+        );
+        // It rotated as the holder of the Lease.
+        let lease =
+            &s.objects["/apis/coordination.k8s.io/v1/namespaces/zen-system/leases/zen-watcher"];
+        assert!(
+            lease["spec"]["holderIdentity"]
+                .as_str()
+                .unwrap()
+                .starts_with("zen-watcher-"),
+            "{lease}"
         );
         for kind in [
             "validatingwebhookconfigurations",
@@ -690,4 +704,35 @@ async fn serve_delegates_identity_and_permissions_and_publishes_its_ca() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // A second replica does not rotate: it serves the certificate the leader stored.
+    let second = support::free_port();
+    let _replica = start(second, support::free_port(), "replica");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let leaf = |r: &support::tls::Answer| {
+        zen_certs::inspect::CertInfo::of_der(r.chain[0].as_ref(), "leaf")
+            .unwrap()
+            .serial
+    };
+    let first = leaf(&send(anonymous("/healthz")).await.unwrap());
+    let replica = loop {
+        match send(Request {
+            port: second,
+            ..anonymous("/healthz")
+        })
+        .await
+        {
+            Ok(r) => break r,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "the replica never answered: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(leaf(&replica), first);
+    let lease = state.lock().unwrap().objects["/apis/coordination.k8s.io/v1/namespaces/zen-system/leases/zen-watcher"].clone();
+    assert_eq!(
+        lease["spec"]["leaseTransitions"], 0,
+        "the leader kept the Lease: {lease}"
+    );
 }

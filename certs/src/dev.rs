@@ -136,6 +136,7 @@ mod tests {
             settings(DAY, 10 * DAY),
             Arc::new(publisher),
             None,
+            None,
         )
         .await?;
         Ok(bundle)

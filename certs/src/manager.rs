@@ -25,7 +25,12 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// A failed step is retried after this, serving the last good certificate meanwhile.
 const RETRY: Duration = Duration::from_secs(10);
 
+/// Whether this replica may rotate (the holder of the coordination Lease); the others only
+/// follow what the leader stores.
+pub type Leader = Arc<dyn Fn() -> bool + Send + Sync>;
+
 pub struct SelfManaged {
+    leader: Option<Leader>,
     store: Arc<dyn CertStore>,
     settings: Settings,
     publisher: Arc<dyn Publisher>,
@@ -39,6 +44,21 @@ fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// What a follower does: serve what the leader stored, changing nothing; look again soon.
+fn follow(pki: Option<Pki>) -> Result<crate::rotation::Reconciled, CertError> {
+    let pki = pki.ok_or_else(|| CertError::Issue("the leader has not stored a CA yet".into()))?;
+    if pki.serving.is_none() {
+        return Err(CertError::Issue(
+            "the leader has not stored a serving certificate yet".into(),
+        ));
+    }
+    Ok(crate::rotation::Reconciled {
+        pki,
+        changes: Vec::new(),
+        next_check: now() + 5,
+    })
+}
+
 impl SelfManaged {
     /// Steps until nothing is due, so a server starts with a usable certificate; the
     /// returned resolver serves it. A CA that cannot be used is an error here.
@@ -47,15 +67,30 @@ impl SelfManaged {
         settings: Settings,
         publisher: Arc<dyn Publisher>,
         metrics: Option<CertMetrics>,
+        leader: Option<Leader>,
     ) -> Result<(Self, Arc<ServingCert>), CertError> {
-        let secrets = store.load().await?;
-        let first = reconcile(Pki::from_secrets(&secrets)?, &settings, now(), false)?;
+        let mut secrets = store.load().await?;
+        // A follower waits for the leader's certificates rather than making its own.
+        if let Some(is_leader) = &leader {
+            for _ in 0..60 {
+                if is_leader() || secrets.tls.is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                secrets = store.load().await?;
+            }
+        }
+        let first = match &leader {
+            Some(is_leader) if !is_leader() => follow(Pki::from_secrets(&secrets)?)?,
+            _ => reconcile(Pki::from_secrets(&secrets)?, &settings, now(), false)?,
+        };
         let serving = match &first.pki.serving {
             Some(s) => certified_key(&s.cert_pem, &s.key_pem, "serving certificate")?,
             None => return Err(CertError::Issue("no serving certificate was issued".into())),
         };
         let serving = ServingCert::new(serving);
         let mut this = Self {
+            leader,
             store,
             settings,
             publisher,
@@ -94,7 +129,10 @@ impl SelfManaged {
     /// One step; returns when the next one is due (now: at once, a CA awaits promotion).
     async fn step(&mut self) -> Result<i64, CertError> {
         let secrets = self.store.load().await?;
-        let r = reconcile(Pki::from_secrets(&secrets)?, &self.settings, now(), false)?;
+        let r = match &self.leader {
+            Some(is_leader) if !is_leader() => follow(Pki::from_secrets(&secrets)?)?,
+            _ => reconcile(Pki::from_secrets(&secrets)?, &self.settings, now(), false)?,
+        };
         self.finish(r, secrets).await
     }
 
@@ -104,7 +142,8 @@ impl SelfManaged {
         loaded: Secrets,
     ) -> Result<i64, CertError> {
         let secrets = r.pki.to_secrets();
-        if secrets != loaded {
+        let leading = self.leader.as_ref().is_none_or(|l| l());
+        if secrets != loaded && leading {
             self.store.save(&secrets).await?;
         }
         for change in &r.changes {
@@ -118,7 +157,9 @@ impl SelfManaged {
                     "serving certificate",
                 )?);
             }
-            self.publisher.publish(&r.pki).await?;
+            if leading {
+                self.publisher.publish(&r.pki).await?;
+            }
             self.applied = secrets;
             if let Some(m) = &self.metrics {
                 if let Ok(ca) = CertInfo::of_pem(&r.pki.ca.pem.cert_pem, "CA") {

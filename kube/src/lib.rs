@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod config;
+pub mod lease;
 pub mod reflect;
 
 pub use client::{Client, KubeError};
