@@ -13,7 +13,11 @@ use serde_json::Value;
 use zen_admission::{Admission, StaticCluster};
 
 use crate::process::LiveCluster;
-use zen_crds::{Ingestor, IngestorPolicy, manifest};
+use zen_crds::{Ingestor, IngestorPolicy, IngestorStatus, manifest};
+use zen_ingest::{
+    endpoint::Problem,
+    status::{self, Events},
+};
 
 /// What a set of files holds.
 #[derive(Debug, Default)]
@@ -60,12 +64,14 @@ impl Config {
 
     /// Makes this the configuration in force: the policy set, the Namespaces and Secrets
     /// admission consults, and the served webhook endpoints. What cannot be used is logged.
+    /// Returns each Ingestor with the status it should now have.
     pub fn apply(
         self,
         admission: &Admission,
         cluster: &LiveCluster,
         endpoints: &zen_ingest::Endpoints,
-    ) {
+        events: Events,
+    ) -> Vec<(Ingestor, IngestorStatus)> {
         for e in &self.errors {
             tracing::warn!(error = %e, "configuration skipped");
         }
@@ -75,8 +81,10 @@ impl Config {
             }
         }
         cluster.replace(self.cluster);
-        for (ingestor, error) in endpoints.load(&self.ingestors, &self.secret_values) {
-            tracing::warn!(%ingestor, %error, "Ingestor not served");
+        let mut problems: BTreeMap<String, Vec<Problem>> = BTreeMap::new();
+        for (ingestor, problem) in endpoints.load(&self.ingestors, &self.secret_values) {
+            tracing::warn!(%ingestor, reason = problem.reason, error = %problem.message, "Ingestor not served");
+            problems.entry(ingestor).or_default().push(problem);
         }
         tracing::info!(
             ingestors = self.ingestors.len(),
@@ -84,6 +92,19 @@ impl Config {
             endpoints = ?endpoints.paths(),
             "configuration in force"
         );
+        self.ingestors
+            .into_iter()
+            .map(|i| {
+                let key = format!(
+                    "{}/{}",
+                    i.metadata.namespace.as_deref().unwrap_or("default"),
+                    i.metadata.name.as_deref().unwrap_or_default()
+                );
+                let found = problems.get(&key).map_or(&[][..], Vec::as_slice);
+                let status = status::desired(&i, found, endpoints, events, i.status.as_ref());
+                (i, status)
+            })
+            .collect()
     }
 
     /// Secrets (their data keys, never values) and Namespaces (their labels).
@@ -212,7 +233,17 @@ pub async fn watch(
         let now = fingerprint(&dir);
         if seen.as_ref() != Some(&now) {
             let config = load(&dir);
-            config.apply(&admission, &cluster, &endpoints);
+            // No cluster to write an Ingestor's status to: the log says it.
+            for (i, status) in config.apply(&admission, &cluster, &endpoints, Events::NotAvailable)
+            {
+                if let Some(ready) = status.conditions.first() {
+                    tracing::info!(
+                        ingestor = %format!("{}/{}", i.metadata.namespace.as_deref().unwrap_or("default"), i.metadata.name.as_deref().unwrap_or_default()),
+                        ready = %ready.status, reason = %ready.reason, message = %ready.message,
+                        "Ingestor status"
+                    );
+                }
+            }
             tracing::info!(dir = %dir.display(), "config directory loaded");
             seen = Some(now);
         }

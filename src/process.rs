@@ -143,6 +143,14 @@ impl Process {
         })
     }
 
+    /// What turns Events into Observations through this process's API.
+    pub fn event_follower(&self) -> zen_ingest::EventFollower {
+        zen_ingest::EventFollower::new(
+            self.endpoints.clone(),
+            zen_ingest::sink::ApiSink::new(self.api.clone()),
+        )
+    }
+
     /// Opens the ports and serves until SIGTERM or Ctrl-C; `ready` is told the addresses.
     pub async fn serve(
         self,

@@ -21,6 +21,8 @@ use zen_certs::{
 };
 use zen_kube::{Client, ClusterConfig};
 
+use zen_ingest::status::Events;
+
 use crate::{
     config_dir::Config,
     process::{LiveCluster, Ports, Process, RunError, open_store},
@@ -77,6 +79,18 @@ pub async fn run(config: ServeConfig) -> Result<(), RunError> {
     let authz: Arc<dyn zen_auth::authz::Authorizer> =
         zen_auth::authz::SubjectAccessReviewer::new(client.clone());
 
+    // One replica at a time does singleton work: certificate rotation, Ingestor status.
+    let identity =
+        std::env::var("POD_NAME").unwrap_or_else(|_| format!("zen-watcher-{}", std::process::id()));
+    let leadership = zen_kube::lease::campaign(
+        client.clone(),
+        config.namespace.clone(),
+        "zen-watcher".into(),
+        identity,
+        Duration::from_secs(15),
+    )
+    .await;
+
     let registry = Registry::new();
     let cert_metrics =
         CertMetrics::register(&registry).map_err(|e| RunError::Setup(e.to_string()))?;
@@ -104,17 +118,8 @@ pub async fn run(config: ServeConfig) -> Result<(), RunError> {
             };
             let publisher = Arc::new(CaBundlePublisher::new(client.clone()));
             // One replica at a time rotates; the others serve what it stores.
-            let identity = std::env::var("POD_NAME")
-                .unwrap_or_else(|_| format!("zen-watcher-{}", std::process::id()));
-            let leadership = zen_kube::lease::campaign(
-                client.clone(),
-                config.namespace.clone(),
-                "zen-watcher".into(),
-                identity,
-                Duration::from_secs(15),
-            )
-            .await;
-            let leader: zen_certs::manager::Leader = Arc::new(move || leadership.is_leader());
+            let leading = leadership.clone();
+            let leader: zen_certs::manager::Leader = Arc::new(move || leading.is_leader());
             let (manager, serving) = SelfManaged::start(
                 Arc::new(SecretStore::new(client.clone(), &config.namespace)),
                 settings,
@@ -172,6 +177,12 @@ pub async fn run(config: ServeConfig) -> Result<(), RunError> {
         process.admission.clone(),
         cluster,
         process.endpoints.clone(),
+        leadership,
+    ));
+    tokio::spawn(follow_events(
+        client.clone(),
+        process.endpoints.clone(),
+        process.event_follower(),
     ));
     process
         .serve(
@@ -229,14 +240,20 @@ const FOLLOWED: [(&str, &str, &str); 4] = [
     ("/api/v1/secrets", "v1", "Secret"),
 ];
 
+/// How often Ingestor statuses are recomputed when nothing in the cluster changed (they
+/// count mapping failures).
+const STATUS_REFRESH: Duration = Duration::from_secs(10);
+
 /// Keeps admission's policy set and view of Namespaces and Secrets, and the served webhook
 /// endpoints, in step with the cluster: everything is rebuilt from the current sets on
-/// every change (changes arriving together are taken together).
+/// every change (changes arriving together are taken together). The leader writes each
+/// Ingestor's status when it differs from what the cluster has.
 async fn follow_cluster(
     client: Client,
     admission: Arc<zen_admission::Admission>,
     cluster: Arc<LiveCluster>,
     endpoints: Arc<zen_ingest::Endpoints>,
+    leadership: zen_kube::lease::Leadership,
 ) {
     let mut sets: Vec<_> = FOLLOWED
         .iter()
@@ -253,17 +270,84 @@ async fn follow_cluster(
                 config.add_value(&object);
             }
         }
-        config.apply(&admission, &cluster, &endpoints);
+        let statuses = config.apply(&admission, &cluster, &endpoints, Events::Followed);
+        if leadership.is_leader() {
+            for (ingestor, status) in statuses {
+                if ingestor
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| zen_ingest::status::same(s, &status))
+                {
+                    continue;
+                }
+                write_status(&client, &ingestor, &status).await;
+            }
+        }
         let [a, b, c, d] = &mut sets[..] else { return };
         let changed = tokio::select! {
             r = a.changed() => r,
             r = b.changed() => r,
             r = c.changed() => r,
             r = d.changed() => r,
+            () = tokio::time::sleep(STATUS_REFRESH) => Ok(()),
         };
         if changed.is_err() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Replaces an Ingestor's status (the status subresource: the spec is never touched).
+async fn write_status(
+    client: &Client,
+    ingestor: &zen_crds::Ingestor,
+    status: &zen_crds::IngestorStatus,
+) {
+    let (namespace, name) = (
+        ingestor.metadata.namespace.as_deref().unwrap_or("default"),
+        ingestor.metadata.name.as_deref().unwrap_or_default(),
+    );
+    let path = format!(
+        "/apis/config.zen.watcher.io/v1alpha1/namespaces/{namespace}/ingestors/{name}/status"
+    );
+    let patch = serde_json::json!([{"op": "add", "path": "/status", "value": status}]);
+    match client.json_patch(&path, &patch).await {
+        Ok(_) => {
+            tracing::info!(ingestor = %format!("{namespace}/{name}"), ready = ?status.conditions.first().map(|c| (&c.status, &c.reason)), "Ingestor status written")
+        }
+        Err(e) => {
+            tracing::warn!(ingestor = %format!("{namespace}/{name}"), error = %e, "writing Ingestor status failed")
+        }
+    }
+}
+
+/// How often Events are looked at again when nothing changed: Observations whose store
+/// write failed are retried then.
+const EVENTS_RETRY: Duration = Duration::from_secs(5);
+
+/// Turns the cluster's Events into Observations for every kubernetesEvents source. Events
+/// are listed and watched only once some Ingestor has such a source.
+async fn follow_events(
+    client: Client,
+    endpoints: Arc<zen_ingest::Endpoints>,
+    mut follower: zen_ingest::EventFollower,
+) {
+    while endpoints.event_sources().is_empty() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let mut events = zen_kube::reflect::reflect(client, "/api/v1/events".into());
+    loop {
+        let snapshot = events.borrow_and_update().clone();
+        if let Some(snapshot) = snapshot {
+            let taken = follower.take(&snapshot).await;
+            if taken != zen_ingest::events::Taken::default() {
+                tracing::debug!(?taken, "Events taken");
+            }
+        }
+        tokio::select! {
+            r = events.changed() => if r.is_err() { return },
+            () = tokio::time::sleep(EVENTS_RETRY) => {}
+        }
     }
 }

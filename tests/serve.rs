@@ -151,6 +151,8 @@ fn handle(state: &Mutex<State>, method: &str, path: &str, body: Value) -> (u16, 
             (200, s.put(p, body))
         }
         ("PATCH", p) => {
+            // The status subresource patches the object it belongs to.
+            let p = p.strip_suffix("/status").unwrap_or(p);
             let Some(mut obj) = s.objects.get(p).cloned() else {
                 return status(404, "NotFound", "not found");
             };
@@ -168,6 +170,7 @@ fn handle(state: &Mutex<State>, method: &str, path: &str, body: Value) -> (u16, 
             None if [
                 "/api/v1/namespaces",
                 "/api/v1/secrets",
+                "/api/v1/events",
                 "/apis/config.zen.watcher.io/v1alpha1/ingestors",
                 "/apis/config.zen.watcher.io/v1alpha1/ingestorpolicies",
             ]
@@ -307,11 +310,19 @@ async fn serve_delegates_identity_and_permissions_and_publishes_its_ca() {
         );
         s.put(
             "/apis/config.zen.watcher.io/v1alpha1/namespaces/apps/ingestors/hooks",
-            json!({"metadata": {"name": "hooks", "namespace": "apps"}, "spec": {
+            json!({"metadata": {"name": "hooks", "namespace": "apps", "generation": 2}, "spec": {
                 "sources": [{"name": "ci", "type": "webhook",
                              "auth": {"type": "bearer", "secretRef": {"name": "hooks", "key": "token"}}}],
                 "mapping": {"category": "'operations'", "severity": "'low'", "eventType": "'build_failed'",
                             "title": "payload.pipeline"}
+            }}),
+        );
+        s.put(
+            "/apis/config.zen.watcher.io/v1alpha1/namespaces/apps/ingestors/broken",
+            json!({"metadata": {"name": "broken", "namespace": "apps", "generation": 1}, "spec": {
+                "sources": [{"name": "ci", "type": "webhook",
+                             "auth": {"type": "bearer", "secretRef": {"name": "absent", "key": "token"}}}],
+                "mapping": {"category": "'operations'", "severity": "'low'", "eventType": "'x'"}
             }}),
         );
         s.put(
@@ -679,6 +690,124 @@ async fn serve_delegates_identity_and_permissions_and_publishes_its_ca() {
         "{}",
         r.body
     );
+
+    // A delivery the mapping cannot map is refused and counted in the Ingestor's status;
+    // the leader reports every Ingestor's readiness, generation and paths.
+    let r = send(Request {
+        port: ingest,
+        server_name: "zen-watcher.zen-system.svc",
+        trust: &bundle,
+        client: None,
+        method: "POST",
+        path: "/hooks/apps/hooks/ci",
+        headers: &[
+            ("content-type", "application/json"),
+            ("authorization", "Bearer apps-token"),
+        ],
+        body: br#"{"pipeline": 42}"#,
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.status, 422, "{}", r.body);
+    let ingestors = "/apis/config.zen.watcher.io/v1alpha1/namespaces/apps/ingestors";
+    let status_of = |name: &str| -> Value {
+        state.lock().unwrap().objects[&format!("{ingestors}/{name}")]["status"].clone()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (hooks, broken) = (status_of("hooks"), status_of("broken"));
+        if hooks["mappingFailures"] == 1 && broken["conditions"][0]["status"] == "False" {
+            assert_eq!(hooks["observedGeneration"], 2, "{hooks}");
+            assert_eq!(hooks["conditions"][0]["type"], "Ready", "{hooks}");
+            assert_eq!(hooks["conditions"][0]["status"], "True", "{hooks}");
+            assert_eq!(
+                hooks["endpoints"],
+                json!([{"source": "ci", "path": "/hooks/apps/hooks/ci"}])
+            );
+            assert!(
+                hooks["lastMappingFailure"]
+                    .as_str()
+                    .unwrap()
+                    .contains("spec.title"),
+                "{hooks}"
+            );
+            assert_eq!(
+                broken["conditions"][0]["reason"], "SecretNotFound",
+                "{broken}"
+            );
+            assert_eq!(broken["endpoints"], Value::Null, "{broken}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Ingestor statuses not written: {hooks} {broken}\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A kubernetesEvents source: Warning Events of its namespace become Observations, and
+    // kube-apiserver's count updates of one Event fold into one Observation.
+    let event = |count: u64| {
+        json!({"metadata": {"name": "web-1.1", "namespace": "apps", "uid": "e-1"},
+               "type": "Warning", "reason": "BackOff", "count": count,
+               "message": "Back-off restarting failed container",
+               "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": "web-1", "namespace": "apps"},
+               "lastTimestamp": "2030-01-01T00:00:00Z"})
+    };
+    {
+        let mut s = state.lock().unwrap();
+        s.put("/api/v1/namespaces/apps/events/web-1.1", event(1));
+        s.put(
+            "/api/v1/namespaces/apps/events/normal",
+            json!({"metadata": {"name": "normal", "namespace": "apps", "uid": "e-2"},
+                   "type": "Normal", "reason": "Pulled", "involvedObject": {"kind": "Pod", "name": "web-1"}}),
+        );
+        s.put(
+            &format!("{ingestors}/events"),
+            json!({"metadata": {"name": "events", "namespace": "apps", "generation": 1}, "spec": {
+                "sources": [{"name": "k8s", "type": "kubernetesEvents"}],
+                "mapping": {"category": "'operations'", "severity": "'medium'", "eventType": "'warning_event'",
+                            "title": "payload.reason + ': ' + payload.message",
+                            "fingerprint": "payload.involvedObject.name + '/' + payload.reason"},
+                "dedup": {"window": "30m"}
+            }}),
+        );
+    }
+    let observations = "/apis/zen.watcher.io/v1alpha1/namespaces/apps/observations?fieldSelector=spec.ingestor%3Devents";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut bumped = false;
+    loop {
+        let r = send(as_alice("GET", observations)).await.unwrap();
+        let items = r.body["items"].as_array().cloned().unwrap_or_default();
+        if let [one] = &items[..] {
+            assert_eq!(
+                one["spec"]["title"], "BackOff: Back-off restarting failed container",
+                "{one}"
+            );
+            if !bumped {
+                state
+                    .lock()
+                    .unwrap()
+                    .put("/api/v1/namespaces/apps/events/web-1.1", event(2));
+                bumped = true;
+            } else if one["status"]["count"] == 2 {
+                break;
+            }
+        }
+        assert!(
+            items.len() <= 1,
+            "the Normal Event was taken too: {}",
+            r.body
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no Observation from the Event: {}\n{}",
+            r.body,
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Something overwrites the APIService's caBundle: it is put back.
     {

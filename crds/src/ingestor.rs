@@ -358,6 +358,13 @@ pub struct IngestorStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["source"]))]
     pub endpoints: Vec<EndpointStatus>,
+    /// Deliveries whose mapping failed or produced an invalid Observation since the reporting
+    /// replica started (they were refused, nothing was stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping_failures: Option<i64>,
+    /// Why the last of those failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_mapping_failure: Option<String>,
 }
 
 /// A provisioned webhook endpoint.

@@ -5,7 +5,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, RwLock},
+    sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant},
 };
 
@@ -15,6 +15,7 @@ use zen_crds::{
 };
 
 use crate::{
+    events::EventSource,
     limit::TokenBucket,
     pipeline::Pipeline,
     replay::DeliveryIds,
@@ -61,9 +62,37 @@ pub fn path(namespace: &str, ingestor: &str, source: &str) -> String {
     format!("/hooks/{namespace}/{ingestor}/{source}")
 }
 
+/// Why an Ingestor (or one of its sources) is not served; `reason` is the Ready condition's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Problem {
+    fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// Deliveries of one Ingestor that its mapping could not turn into an Observation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MappingFailures {
+    pub count: u64,
+    pub last: String,
+}
+
+/// The sources the current Ingestors provision: webhook endpoints by path and
+/// kubernetesEvents sources.
 #[derive(Default)]
 pub struct Endpoints {
     by_path: RwLock<HashMap<String, Arc<Endpoint>>>,
+    events: RwLock<Vec<Arc<EventSource>>>,
+    /// By `namespace/ingestor`; kept across rebuilds.
+    failures: Mutex<HashMap<String, MappingFailures>>,
 }
 
 impl Endpoints {
@@ -107,9 +136,35 @@ impl Endpoints {
         paths
     }
 
-    /// Replaces the endpoints with those of `ingestors`. Returns, per Ingestor that could
-    /// not be served, why.
-    pub fn load(&self, ingestors: &[Ingestor], secrets: &SecretValues) -> Vec<(String, String)> {
+    pub fn event_sources(&self) -> Vec<Arc<EventSource>> {
+        self.events
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Counts a delivery of `namespace/ingestor` that its mapping could not turn into an
+    /// Observation; the Ingestor's status reports it.
+    pub fn mapping_failed(&self, namespace: &str, ingestor: &str, message: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let f = failures
+            .entry(format!("{namespace}/{ingestor}"))
+            .or_default();
+        f.count += 1;
+        f.last = message.to_owned();
+    }
+
+    pub fn mapping_failures(&self, namespace: &str, ingestor: &str) -> Option<MappingFailures> {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&format!("{namespace}/{ingestor}"))
+            .cloned()
+    }
+
+    /// Replaces the sources with those of `ingestors`. Returns, per Ingestor
+    /// (`namespace/name`) that could not be served in full, why.
+    pub fn load(&self, ingestors: &[Ingestor], secrets: &SecretValues) -> Vec<(String, Problem)> {
         let now = Instant::now();
         let old = self
             .by_path
@@ -117,6 +172,7 @@ impl Endpoints {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let mut next = HashMap::new();
+        let mut events = Vec::new();
         let mut errors = Vec::new();
         for ingestor in ingestors {
             let namespace = ingestor
@@ -125,23 +181,26 @@ impl Endpoints {
                 .clone()
                 .unwrap_or_else(|| "default".into());
             let name = ingestor.metadata.name.clone().unwrap_or_default();
-            let webhooks: Vec<_> = ingestor
-                .spec
-                .sources
-                .iter()
-                .filter(|s| s.type_ == SourceType::Webhook)
-                .collect();
-            if webhooks.is_empty() {
+            if ingestor.spec.sources.is_empty() {
                 continue;
             }
             let pipeline = match Pipeline::compile(ingestor) {
                 Ok(p) => Arc::new(p),
                 Err(e) => {
-                    errors.push((format!("{namespace}/{name}"), e));
+                    errors.push((
+                        format!("{namespace}/{name}"),
+                        Problem::new("InvalidExpression", e),
+                    ));
                     continue;
                 }
             };
-            for source in webhooks {
+            for source in &ingestor.spec.sources {
+                if source.type_ == SourceType::KubernetesEvents {
+                    events.push(Arc::new(EventSource::new(
+                        &namespace, &name, source, &pipeline,
+                    )));
+                    continue;
+                }
                 let path = path(&namespace, &name, &source.name);
                 match build(
                     &namespace,
@@ -160,6 +219,7 @@ impl Endpoints {
             }
         }
         *self.by_path.write().unwrap_or_else(|p| p.into_inner()) = next;
+        *self.events.write().unwrap_or_else(|p| p.into_inner()) = events;
         errors
     }
 }
@@ -172,20 +232,24 @@ fn build(
     pipeline: &Arc<Pipeline>,
     old: Option<&Arc<Endpoint>>,
     now: Instant,
-) -> Result<Endpoint, String> {
+) -> Result<Endpoint, Problem> {
+    let invalid = |m: String| Problem::new("InvalidSource", m);
     let auth = source
         .auth
         .as_ref()
-        .ok_or_else(|| format!("source {}: webhook sources need auth", source.name))?;
+        .ok_or_else(|| invalid(format!("source {}: webhook sources need auth", source.name)))?;
     let secret = match &auth.secret_ref {
         Some(r) => {
             let value = secrets
                 .get(&(namespace.to_owned(), r.name.clone()))
                 .and_then(|data| data.get(&r.key))
                 .ok_or_else(|| {
-                    format!(
-                        "source {}: Secret {namespace}/{} has no key {:?} (or does not exist)",
-                        source.name, r.name, r.key
+                    Problem::new(
+                        "SecretNotFound",
+                        format!(
+                            "source {}: Secret {namespace}/{} has no key {:?} (or does not exist)",
+                            source.name, r.name, r.key
+                        ),
                     )
                 })?;
             vec![value.clone()]
@@ -196,7 +260,10 @@ fn build(
         AuthType::None => Scheme::None,
         AuthType::Bearer => Scheme::Bearer,
         AuthType::Hmac => Scheme::hmac(auth.hmac.as_ref().ok_or_else(|| {
-            format!("source {}: auth type hmac needs hmac settings", source.name)
+            invalid(format!(
+                "source {}: auth type hmac needs hmac settings",
+                source.name
+            ))
         })?),
         AuthType::Mtls => Scheme::Mtls,
     };
@@ -248,7 +315,7 @@ fn build(
         source: source.name.clone(),
         path: path(namespace, ingestor, &source.name),
         verifier: Verifier::new(scheme, secret)
-            .map_err(|e| format!("source {}: {e}", source.name))?,
+            .map_err(|e| invalid(format!("source {}: {e}", source.name)))?,
         previous,
         replay_window,
         delivery_ids,

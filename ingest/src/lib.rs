@@ -5,6 +5,7 @@
 //! dedup) before it is answered.
 
 pub mod endpoint;
+pub mod events;
 pub mod limit;
 pub mod metrics;
 pub mod pipeline;
@@ -12,7 +13,9 @@ pub mod replay;
 pub mod service;
 pub mod signature;
 pub mod sink;
+pub mod status;
 pub mod view;
 
 pub use endpoint::{Endpoints, SecretValues};
+pub use events::EventFollower;
 pub use service::IngestService;

@@ -407,11 +407,13 @@ impl IngestService {
             }
             Ok(Ok(Outcome::Observe { spec, dedup })) => (spec, dedup),
             Ok(Err(e)) => {
-                return Answer::refuse(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "mapping_failed",
-                    e.to_string(),
+                let message = e.to_string();
+                self.inner.endpoints.mapping_failed(
+                    &endpoint.namespace,
+                    &endpoint.ingestor,
+                    &message,
                 );
+                return Answer::refuse(StatusCode::UNPROCESSABLE_ENTITY, "mapping_failed", message);
             }
             Err(e) => {
                 return Answer::refuse(
@@ -435,11 +437,15 @@ impl IngestService {
                 StatusCode::OK,
                 json!({"status": "deduplicated", "observation": format!("{}/{name}", endpoint.namespace), "count": count}),
             ),
-            Err(SinkError::Invalid(m)) => Answer::refuse(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "mapping_invalid",
-                format!("the mapping produced an invalid Observation: {m}"),
-            ),
+            Err(SinkError::Invalid(m)) => {
+                let message = format!("the mapping produced an invalid Observation: {m}");
+                self.inner.endpoints.mapping_failed(
+                    &endpoint.namespace,
+                    &endpoint.ingestor,
+                    &message,
+                );
+                Answer::refuse(StatusCode::UNPROCESSABLE_ENTITY, "mapping_invalid", message)
+            }
             Err(e @ SinkError::Store { .. }) => Answer::refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",

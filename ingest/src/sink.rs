@@ -120,6 +120,36 @@ impl ApiSink {
         }
     }
 
+    /// The newest `status.lastSeen` among the Observations `ingestor` stored in `namespace`.
+    pub async fn newest_last_seen(
+        &self,
+        namespace: &str,
+        ingestor: &str,
+    ) -> Result<Option<i64>, SinkError> {
+        let reply = self
+            .call(
+                Method::GET,
+                &format!(
+                    "/apis/zen.watcher.io/v1alpha1/namespaces/{namespace}/observations?fieldSelector=spec.ingestor%3D{ingestor}"
+                ),
+                None,
+            )
+            .await?;
+        if reply.status != StatusCode::OK {
+            return Err(Self::failed(&reply));
+        }
+        Ok(reply.body["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o.pointer("/status/lastSeen").and_then(Value::as_str))
+            .filter_map(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+            })
+            .map(|t| t.unix_timestamp())
+            .max())
+    }
+
     /// Stores one Observation of `ingestor` in `namespace`, or folds it into the one its
     /// dedup key names when that was last seen inside the window.
     pub async fn record(
