@@ -9,7 +9,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use prometheus::Registry;
 use zen_auth::authn::{
     Authentication, Authenticator, ClientCertAuthenticator, DelegatedAuthnConfig,
-    RequestHeaderAuthenticator, TokenReviewAuthenticator,
+    RequestHeaderAuthenticator, Swappable, TokenReviewAuthenticator,
 };
 use zen_certs::{
     cluster::{CaBundlePublisher, SecretStore},
@@ -53,27 +53,15 @@ pub async fn run(config: ServeConfig) -> Result<(), RunError> {
     };
     let client = Client::new(cluster)?;
 
-    let authn_config = DelegatedAuthnConfig::from_configmap(&client.get(AUTHN_CONFIGMAP).await?)
-        .map_err(|e| RunError::Setup(format!("{AUTHN_CONFIGMAP}: {e}")))?;
-    let mut methods: Vec<Arc<dyn Authenticator>> = Vec::new();
-    let mut client_cas = Vec::new();
-    if let Some(rh) = &authn_config.request_header {
-        client_cas.push(rh.client_ca_pem.clone());
-        methods.push(Arc::new(
-            RequestHeaderAuthenticator::new(rh.clone())
-                .map_err(|e| RunError::Setup(e.to_string()))?,
-        ));
-    }
-    if let Some(ca) = &authn_config.client_ca_pem {
-        client_cas.push(ca.clone());
-        methods.push(Arc::new(
-            ClientCertAuthenticator::from_pem(ca).map_err(|e| RunError::Setup(e.to_string()))?,
-        ));
-    }
-    methods.push(Arc::new(TokenReviewAuthenticator::new(
-        client.clone(),
-        Vec::new(),
-    )));
+    let configmap = client.get(AUTHN_CONFIGMAP).await?;
+    let delegated = Delegated::from_configmap(&configmap)?;
+    let front_proxy = Swappable::new(delegated.front_proxy.clone());
+    let client_certs = Swappable::new(delegated.client_certs.clone());
+    let methods: Vec<Arc<dyn Authenticator>> = vec![
+        front_proxy.clone(),
+        client_certs.clone(),
+        Arc::new(TokenReviewAuthenticator::new(client.clone(), Vec::new())),
+    ];
     // Anonymous requests go on to authorization, which decides as kube-apiserver would.
     let authn = Authentication::new(methods, true);
     let authz: Arc<dyn zen_auth::authz::Authorizer> =
@@ -150,13 +138,21 @@ pub async fn run(config: ServeConfig) -> Result<(), RunError> {
     };
     // Client certificates are asked for, not required: webhook calls and token clients
     // come without one.
-    let client_ca = if client_cas.is_empty() {
-        None
-    } else {
-        Some(ClientCa::new(&client_cas.join("\n"), false)?
-            as Arc<dyn rustls::server::danger::ClientCertVerifier>)
+    let tls_client_ca = match delegated.tls_bundle() {
+        Some(bundle) => Some(ClientCa::new(&bundle, false)?),
+        None => None,
     };
-    let secure_tls = zen_certs::tls::server_config(serving, client_ca)?;
+    tokio::spawn(follow_authn_configmap(
+        client.clone(),
+        configmap,
+        front_proxy,
+        client_certs,
+        tls_client_ca.clone(),
+    ));
+    let secure_tls = zen_certs::tls::server_config(
+        serving,
+        tls_client_ca.map(|ca| ca as Arc<dyn rustls::server::danger::ClientCertVerifier>),
+    )?;
     let ingest_tls = zen_certs::tls::server_config(ingest, Some(DeferredClientCert::new()))?;
 
     let store_spec = config
@@ -195,6 +191,105 @@ pub async fn run(config: ServeConfig) -> Result<(), RunError> {
             },
         )
         .await
+}
+
+/// The methods the `extension-apiserver-authentication` ConfigMap configures.
+struct Delegated {
+    config: DelegatedAuthnConfig,
+    front_proxy: Option<Arc<dyn Authenticator>>,
+    client_certs: Option<Arc<dyn Authenticator>>,
+}
+
+impl Delegated {
+    fn from_configmap(cm: &serde_json::Value) -> Result<Self, RunError> {
+        let setup = |e: &dyn std::fmt::Display| RunError::Setup(format!("{AUTHN_CONFIGMAP}: {e}"));
+        let config = DelegatedAuthnConfig::from_configmap(cm).map_err(|e| setup(&e))?;
+        let front_proxy = match &config.request_header {
+            Some(rh) => Some(Arc::new(
+                RequestHeaderAuthenticator::new(rh.clone()).map_err(|e| setup(&e))?,
+            ) as Arc<dyn Authenticator>),
+            None => None,
+        };
+        let client_certs = match &config.client_ca_pem {
+            Some(ca) => Some(
+                Arc::new(ClientCertAuthenticator::from_pem(ca).map_err(|e| setup(&e))?)
+                    as Arc<dyn Authenticator>,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            config,
+            front_proxy,
+            client_certs,
+        })
+    }
+
+    /// Every CA a client certificate may chain to, for the TLS handshake (each method
+    /// checks its own CA again).
+    fn tls_bundle(&self) -> Option<String> {
+        let cas: Vec<&str> = self
+            .config
+            .request_header
+            .as_ref()
+            .map(|rh| rh.client_ca_pem.as_str())
+            .into_iter()
+            .chain(self.config.client_ca_pem.as_deref())
+            .collect();
+        (!cas.is_empty()).then(|| cas.join("\n"))
+    }
+}
+
+/// Follows the authentication ConfigMap, as kube-apiserver's own aggregated servers do:
+/// rotated front-proxy or client CAs take effect without a restart. A ConfigMap that
+/// cannot be used is logged and the methods in force stay.
+async fn follow_authn_configmap(
+    client: Client,
+    initial: serde_json::Value,
+    front_proxy: Arc<Swappable>,
+    client_certs: Arc<Swappable>,
+    tls_client_ca: Option<Arc<ClientCa>>,
+) {
+    let (namespace, name) = ("kube-system", "extension-apiserver-authentication");
+    let mut configmaps = zen_kube::reflect::reflect(
+        client,
+        format!("/api/v1/namespaces/{namespace}/configmaps?fieldSelector=metadata.name%3D{name}"),
+    );
+    let mut in_force = initial["data"].clone();
+    while configmaps.changed().await.is_ok() {
+        let Some(cm) = configmaps
+            .borrow_and_update()
+            .as_ref()
+            .and_then(|s| s.get(&format!("{namespace}/{name}")).cloned())
+        else {
+            continue;
+        };
+        if cm["data"] == in_force {
+            continue;
+        }
+        let delegated = match Delegated::from_configmap(&cm) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "the new authentication ConfigMap cannot be used; keeping the settings in force");
+                continue;
+            }
+        };
+        match (&tls_client_ca, delegated.tls_bundle()) {
+            (Some(ca), Some(bundle)) => {
+                if let Err(e) = ca.set(&bundle) {
+                    tracing::error!(error = %e, "the new client CAs cannot be used; keeping the settings in force");
+                    continue;
+                }
+            }
+            (None, Some(_)) => tracing::warn!(
+                "client CAs appeared in the authentication ConfigMap; client certificates are asked for after a restart"
+            ),
+            _ => {}
+        }
+        front_proxy.set(delegated.front_proxy);
+        client_certs.set(delegated.client_certs);
+        in_force = cm["data"].clone();
+        tracing::info!("authentication ConfigMap changed: front-proxy and client CAs reloaded");
+    }
 }
 
 /// Puts the current CA bundle back into every caBundle that lost it (a `kubectl apply` of

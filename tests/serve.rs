@@ -81,6 +81,8 @@ fn in_collection(path: &str, key: &str) -> bool {
     match c.as_slice() {
         // /api/v1/namespaces: the Namespace objects themselves.
         [a, _, r] if a == "api" && r == "namespaces" => k.len() == 4 && k[..3] == c[..],
+        // /api/v1/namespaces/kube-system/configmaps: that namespace.
+        [a, _, n, _, _] if a == "api" && n == "namespaces" => k.len() == 6 && k[..5] == c[..],
         // /api/v1/secrets: any namespace.
         [a, v, r] if a == "api" => k.len() == 6 && k[0] == *a && k[1] == *v && k[4] == *r,
         // /apis/g/v/ingestorpolicies (cluster-scoped) and /apis/g/v/ingestors (any namespace).
@@ -171,6 +173,7 @@ fn handle(state: &Mutex<State>, method: &str, path: &str, body: Value) -> (u16, 
                 "/api/v1/namespaces",
                 "/api/v1/secrets",
                 "/api/v1/events",
+                "/api/v1/namespaces/kube-system/configmaps",
                 "/apis/config.zen.watcher.io/v1alpha1/ingestors",
                 "/apis/config.zen.watcher.io/v1alpha1/ingestorpolicies",
             ]
@@ -833,6 +836,43 @@ async fn serve_delegates_identity_and_permissions_and_publishes_its_ca() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // The front-proxy CA rotates in the authentication ConfigMap: the new proxy certificate
+    // is believed without a restart, the old one no longer.
+    let rotated_ca = Ca::generate("front-proxy-ca-2", DAY).unwrap();
+    let rotated = rotated_ca
+        .issue_client("front-proxy-client", None, DAY)
+        .unwrap();
+    {
+        let mut s = state.lock().unwrap();
+        let key = "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication";
+        let mut cm = s.objects[key].clone();
+        cm["data"]["requestheader-client-ca-file"] = json!(rotated_ca.pem.cert_pem);
+        s.put(key, cm);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = send(Request {
+            client: Some((&rotated.cert_pem, &rotated.key_pem)),
+            ..as_alice("GET", list)
+        })
+        .await;
+        if matches!(&r, Ok(r) if r.status == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rotated front-proxy CA was not followed: {:?}\n{}",
+            r.map(|r| (r.status, r.body)),
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let old = send(as_alice("GET", list)).await;
+    assert!(
+        !matches!(&old, Ok(r) if r.status == 200),
+        "the replaced front-proxy CA is still trusted"
+    );
 
     // A second replica does not rotate: it serves the certificate the leader stored.
     let second = support::free_port();

@@ -45,6 +45,33 @@ pub trait Authenticator: Send + Sync {
     fn authenticate<'a>(&'a self, req: &'a http::request::Parts) -> AuthnFuture<'a>;
 }
 
+/// A method that can be replaced while requests use it, for settings that change at run
+/// time (the cluster's authentication ConfigMap). `None`: the method is off.
+#[derive(Default)]
+pub struct Swappable(std::sync::RwLock<Option<Arc<dyn Authenticator>>>);
+
+impl Swappable {
+    pub fn new(method: Option<Arc<dyn Authenticator>>) -> Arc<Self> {
+        Arc::new(Self(std::sync::RwLock::new(method)))
+    }
+
+    pub fn set(&self, method: Option<Arc<dyn Authenticator>>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = method;
+    }
+}
+
+impl Authenticator for Swappable {
+    fn authenticate<'a>(&'a self, req: &'a http::request::Parts) -> AuthnFuture<'a> {
+        let current = self.0.read().unwrap_or_else(|p| p.into_inner()).clone();
+        Box::pin(async move {
+            match current {
+                Some(method) => method.authenticate(req).await,
+                None => Ok(None),
+            }
+        })
+    }
+}
+
 /// The methods of a server, in order, and whether unauthenticated requests become
 /// `system:anonymous` (for authorization to decide) or are refused with 401.
 #[derive(Clone)]
