@@ -46,6 +46,18 @@ struct ServerArgs {
     /// Where Observations live: `redb:PATH` (embedded) or `etcd:http://HOST:PORT[,...]`.
     #[arg(long, env = "ZEN_STORE")]
     store: Option<String>,
+    /// Key prefix in etcd (`--store etcd:...`); installations sharing an etcd need their own.
+    #[arg(long, env = "ZEN_ETCD_PREFIX")]
+    etcd_prefix: Option<String>,
+    /// CA bundle that etcd's serving certificate is verified with (https endpoints).
+    #[arg(long, env = "ZEN_ETCD_CAFILE")]
+    etcd_cafile: Option<PathBuf>,
+    /// Client certificate presented to etcd.
+    #[arg(long, env = "ZEN_ETCD_CERTFILE")]
+    etcd_certfile: Option<PathBuf>,
+    /// Key of the client certificate presented to etcd.
+    #[arg(long, env = "ZEN_ETCD_KEYFILE")]
+    etcd_keyfile: Option<PathBuf>,
     /// Use mounted certificates (tls.crt, tls.key, ca.crt) instead of self-managed ones;
     /// re-read when the files change.
     #[arg(long, env = "ZEN_CERT_DIR")]
@@ -64,6 +76,18 @@ struct ServerArgs {
     /// Log format.
     #[arg(long, env = "ZEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+impl ServerArgs {
+    fn store_options(&self) -> crate::process::StoreOptions {
+        crate::process::StoreOptions {
+            spec: self.store.clone(),
+            etcd_prefix: self.etcd_prefix.clone(),
+            etcd_cafile: self.etcd_cafile.clone(),
+            etcd_certfile: self.etcd_certfile.clone(),
+            etcd_keyfile: self.etcd_keyfile.clone(),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -212,11 +236,12 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     let Some((cert_validity, ca_validity)) = validities(&args.server) else {
         return ExitCode::from(EXIT_ERROR);
     };
+    let store = args.server.store_options();
     block_on(crate::serve::run(crate::serve::ServeConfig {
         kubeconfig: args.kubeconfig,
         namespace: args.namespace,
         service: args.service_name,
-        store: args.server.store,
+        store,
         cert_dir: args.server.cert_dir,
         ingest_cert_dir: args.server.ingest_cert_dir,
         cert_validity,
@@ -234,6 +259,7 @@ fn run_dev(args: DevArgs) -> ExitCode {
     let Some((cert_validity, ca_validity)) = validities(&args.server) else {
         return ExitCode::from(EXIT_ERROR);
     };
+    let store = args.server.store_options();
     let config = crate::dev::DevConfig {
         config_dir: args.config_dir,
         certs: crate::certificates::CertOptions {
@@ -243,7 +269,7 @@ fn run_dev(args: DevArgs) -> ExitCode {
             ca_validity,
         },
         data_dir: args.data_dir,
-        store: args.server.store,
+        store,
         ports: crate::process::Ports {
             bind: args.bind_address,
             secure: args.server.secure_port,

@@ -10,7 +10,7 @@ use zen_certs::metrics::CertMetrics;
 use crate::{
     certificates::{self, CertOptions},
     config_dir,
-    process::{LiveCluster, Ports, Process, RunError, io, open_store},
+    process::{LiveCluster, Ports, Process, RunError, StoreOptions, io, open_store},
 };
 
 /// What `dev` needs from the command line.
@@ -18,7 +18,7 @@ pub struct DevConfig {
     pub config_dir: Option<PathBuf>,
     pub certs: CertOptions,
     pub data_dir: PathBuf,
-    pub store: Option<String>,
+    pub store: StoreOptions,
     pub ports: Ports,
 }
 
@@ -27,9 +27,10 @@ pub async fn run(config: DevConfig) -> Result<(), RunError> {
         .map_err(io(format!("creating {}", config.data_dir.display())))?;
     let store_spec = config
         .store
+        .spec
         .clone()
         .unwrap_or_else(|| format!("redb:{}", config.data_dir.join("zen.redb").display()));
-    let store = open_store(&store_spec)?;
+    let store = open_store(&store_spec, &config.store).await?;
 
     let bind = config.ports.bind;
     let host = if bind.is_unspecified() {

@@ -6,6 +6,7 @@
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
+    path::PathBuf,
     sync::{Arc, RwLock},
 };
 
@@ -53,18 +54,55 @@ fn setup(e: impl std::fmt::Display) -> RunError {
 }
 
 /// Opens the store a `--store` value names (only the embedded one so far).
-pub fn open_store(spec: &str) -> Result<Arc<dyn Store>, RunError> {
+/// Where Observations live: `--store` and, for etcd, the key prefix and TLS files.
+#[derive(Clone, Debug, Default)]
+pub struct StoreOptions {
+    /// `redb:PATH` or `etcd:http://HOST:PORT[,...]`; unset: the mode's default.
+    pub spec: Option<String>,
+    pub etcd_prefix: Option<String>,
+    pub etcd_cafile: Option<PathBuf>,
+    pub etcd_certfile: Option<PathBuf>,
+    pub etcd_keyfile: Option<PathBuf>,
+}
+
+/// Opens the store `spec` names (etcd: connects once, so a wrong address fails at start).
+pub async fn open_store(spec: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, RunError> {
     match spec.split_once(':') {
         Some(("redb", path)) if !path.is_empty() => {
             let store = RedbStore::open(std::path::Path::new(path))
                 .map_err(|e| RunError::Store(e.to_string()))?;
             Ok(Arc::new(store))
         }
-        Some(("etcd", _)) => Err(RunError::Store(
-            "the etcd store is not available in this build yet; use redb:PATH".into(),
-        )),
+        Some(("etcd", endpoints)) => {
+            let mut config = zen_store::etcd::EtcdConfig::parse(endpoints)
+                .map_err(|e| RunError::Store(e.to_string()))?;
+            if let Some(prefix) = &options.etcd_prefix {
+                if !prefix.starts_with('/') || !prefix.ends_with('/') {
+                    return Err(RunError::Store(format!(
+                        "--etcd-prefix {prefix:?}: must start and end with '/'"
+                    )));
+                }
+                config.prefix = prefix.clone();
+            }
+            let read = |path: &Option<PathBuf>, flag: &str| -> Result<Option<String>, RunError> {
+                path.as_ref()
+                    .map(|p| {
+                        std::fs::read_to_string(p).map_err(io(format!("{flag} {}", p.display())))
+                    })
+                    .transpose()
+            };
+            config.tls = zen_store::etcd::EtcdTls {
+                ca_pem: read(&options.etcd_cafile, "--etcd-cafile")?,
+                cert_pem: read(&options.etcd_certfile, "--etcd-certfile")?,
+                key_pem: read(&options.etcd_keyfile, "--etcd-keyfile")?,
+            };
+            let store = zen_store::etcd::EtcdStore::connect(config)
+                .await
+                .map_err(|e| RunError::Store(format!("--store {spec}: {e}")))?;
+            Ok(Arc::new(store))
+        }
         _ => Err(RunError::Store(format!(
-            "--store {spec:?}: expected redb:PATH or etcd:http://HOST:PORT"
+            "--store {spec:?}: expected redb:PATH or etcd:http://HOST:PORT[,...]"
         ))),
     }
 }

@@ -25,14 +25,14 @@ use zen_ingest::status::Events;
 
 use crate::{
     config_dir::Config,
-    process::{LiveCluster, Ports, Process, RunError, open_store},
+    process::{LiveCluster, Ports, Process, RunError, StoreOptions, open_store},
 };
 
 pub struct ServeConfig {
     pub kubeconfig: Option<PathBuf>,
     pub namespace: String,
     pub service: String,
-    pub store: Option<String>,
+    pub store: StoreOptions,
     pub cert_dir: Option<PathBuf>,
     pub ingest_cert_dir: Option<PathBuf>,
     pub cert_validity: Duration,
@@ -157,6 +157,7 @@ pub async fn run(config: ServeConfig) -> Result<(), RunError> {
 
     let store_spec = config
         .store
+        .spec
         .clone()
         .unwrap_or_else(|| "redb:/var/lib/zen-watcher/zen.redb".into());
     if let Some(("redb", path)) = store_spec.split_once(':')
@@ -165,7 +166,7 @@ pub async fn run(config: ServeConfig) -> Result<(), RunError> {
         std::fs::create_dir_all(parent)
             .map_err(crate::process::io(format!("creating {}", parent.display())))?;
     }
-    let store = open_store(&store_spec)?;
+    let store = open_store(&store_spec, &config.store).await?;
     let cluster = Arc::new(LiveCluster::default());
     let process = Process::new(store, registry, cluster.clone())?;
     tokio::spawn(follow_cluster(

@@ -12,6 +12,7 @@ use std::{future::Future, pin::Pin};
 use bytes::Bytes;
 
 mod error;
+pub mod etcd;
 mod key;
 pub mod redb;
 pub mod watch;

@@ -67,6 +67,9 @@ impl Watcher {
 
 struct Subscriber {
     prefix: Prefix,
+    /// Events at or before this revision were replayed or are not wanted (a backend may
+    /// publish a revision after a watcher asked to start there).
+    from: u64,
     tx: mpsc::Sender<Arc<Event>>,
     lagged: Arc<AtomicBool>,
 }
@@ -135,7 +138,7 @@ impl Hub {
             let event = Arc::new(event);
             state.revision = state.revision.max(event.revision);
             state.subscribers.retain(|s| {
-                if !s.prefix.contains(&event.key) {
+                if !s.prefix.contains(&event.key) || event.revision <= s.from {
                     return !s.tx.is_closed();
                 }
                 match s.tx.try_send(event.clone()) {
@@ -177,8 +180,10 @@ impl Hub {
             let _ = tx.try_send(event);
         }
         let lagged = Arc::new(AtomicBool::new(false));
+        let from = state.revision.max(from_revision);
         state.subscribers.push(Subscriber {
             prefix,
+            from,
             tx,
             lagged: lagged.clone(),
         });
@@ -201,6 +206,16 @@ impl Hub {
             .filter(|e| e.revision > revision && prefix.contains(&e.key))
             .cloned()
             .collect())
+    }
+
+    /// Forgets everything before `revision` and ends every watch: the backend missed
+    /// changes (etcd compacted past them), so watchers must relist.
+    pub fn reset(&self, revision: u64) {
+        let mut state = self.lock();
+        state.history.clear();
+        state.compacted = state.compacted.max(revision);
+        state.revision = state.revision.max(revision);
+        state.subscribers.clear();
     }
 
     /// Watchers currently subscribed.

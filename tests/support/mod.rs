@@ -19,9 +19,14 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// A running `zen-watcher dev`, killed on drop.
+#[path = "../../store/tests/etcd_server/mod.rs"]
+pub mod etcd_server;
+
+/// A running `zen-watcher dev`, killed on drop. With `ZEN_TEST_STORE=etcd` it runs on its
+/// own real etcd instead of the embedded store, so one suite covers both stores.
 pub struct DevServer {
     child: Option<Child>,
+    pub etcd: Option<etcd_server::Etcd>,
     pub data_dir: PathBuf,
     pub secure_port: u16,
     pub ingest_port: u16,
@@ -32,8 +37,11 @@ pub struct DevServer {
 impl DevServer {
     /// Starts the server on fresh ports with `data_dir` and waits until it answers.
     pub fn start(data_dir: &Path, extra: &[&str]) -> DevServer {
+        let etcd = (std::env::var("ZEN_TEST_STORE").as_deref() == Ok("etcd"))
+            .then(etcd_server::Etcd::start);
         let mut server = DevServer {
             child: None,
+            etcd,
             data_dir: data_dir.to_owned(),
             secure_port: free_port(),
             ingest_port: free_port(),
@@ -57,6 +65,12 @@ impl DevServer {
             .args(["--secure-port", &self.secure_port.to_string()])
             .args(["--ingest-port", &self.ingest_port.to_string()])
             .args(["--metrics-port", &self.metrics_port.to_string()])
+            .args(
+                self.etcd
+                    .as_ref()
+                    .map(|e| vec!["--store".to_owned(), format!("etcd:{}", e.endpoint())])
+                    .unwrap_or_default(),
+            )
             .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))

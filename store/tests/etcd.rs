@@ -1,0 +1,188 @@
+//! The etcd store against a real etcd started by the test: the shared store contract, then
+//! what only several replicas on one etcd, compaction and an etcd restart can show.
+
+mod conformance;
+mod etcd_server;
+
+use std::time::{Duration, Instant};
+
+use conformance::{b, key};
+use etcd_server::Etcd;
+use zen_store::{
+    EventKind, ListOptions, Prefix, Store, StoreError,
+    etcd::{EtcdConfig, EtcdStore},
+    watch::WatchEnd,
+};
+
+async fn store(etcd: &Etcd, prefix: &str) -> EtcdStore {
+    let mut config = EtcdConfig::parse(&etcd.endpoint()).unwrap();
+    config.prefix = prefix.to_owned();
+    EtcdStore::connect(config).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_store_contract_holds_on_etcd() {
+    let etcd = Etcd::start();
+    // Each part in its own prefix, as separate installations would be.
+    conformance::crud_semantics_and_errors(&store(&etcd, "/a/").await).await;
+    conformance::paginated_list_is_consistent_at_its_revision(&store(&etcd, "/b/").await).await;
+    conformance::watch_replays_then_streams_in_order(&store(&etcd, "/c/").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_see_each_others_writes_and_races() {
+    let etcd = Etcd::start();
+    let one = store(&etcd, "/zen-watcher/").await;
+    let two = store(&etcd, "/zen-watcher/").await;
+    let mut watch = two
+        .watch(Prefix::new("observations", None), two.current_revision())
+        .unwrap();
+    let created = one.create(key("a", "x"), b("v1")).await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("the other replica's watch saw the create")
+        .unwrap();
+    assert_eq!(
+        (event.kind, event.revision, event.value.clone()),
+        (EventKind::Added, created, b("v1"))
+    );
+    // Both read the object at the same revision; the second writer loses.
+    let seen = two.get(&key("a", "x")).await.unwrap().unwrap();
+    assert_eq!(seen.mod_revision, created);
+    let updated = one
+        .update(key("a", "x"), b("v2"), Some(created))
+        .await
+        .unwrap();
+    assert_eq!(
+        two.update(key("a", "x"), b("v3"), Some(seen.mod_revision))
+            .await,
+        Err(StoreError::Conflict { current: updated })
+    );
+    let event = watch.next().await.unwrap();
+    assert_eq!(event.kind, EventKind::Modified);
+    assert_eq!(event.prev.as_ref().map(|p| p.value.clone()), Some(b("v1")));
+    // A create racing a create: one wins.
+    let (a, c) = tokio::join!(
+        one.create(key("a", "y"), b("1")),
+        two.create(key("a", "y"), b("2"))
+    );
+    assert!(
+        a.is_ok() ^ c.is_ok(),
+        "exactly one create wins: {a:?} {c:?}"
+    );
+    assert!(matches!(
+        a.err().or(c.err()),
+        Some(StoreError::AlreadyExists)
+    ));
+    // Keys of another prefix are not this installation's.
+    let other = store(&etcd, "/other/").await;
+    other.create(key("a", "z"), b("x")).await.unwrap();
+    let names: Vec<String> = one
+        .list(Prefix::new("observations", None), ListOptions::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|(k, _)| k.name)
+        .collect();
+    assert_eq!(names, ["x", "y"]);
+}
+
+#[tokio::test]
+async fn compacted_revisions_expire_for_lists_and_watches() {
+    let etcd = Etcd::start();
+    let store = store(&etcd, "/zen-watcher/").await;
+    let first = store.create(key("a", "x"), b("1")).await.unwrap();
+    for i in 0..3 {
+        store
+            .update(key("a", "x"), b(&i.to_string()), None)
+            .await
+            .unwrap();
+    }
+    let mut watch = store
+        .watch(Prefix::new("observations", None), store.current_revision())
+        .unwrap();
+    etcd.compact();
+    let err = store
+        .list(
+            Prefix::new("observations", None),
+            ListOptions {
+                at_revision: Some(first),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Expired { .. }), "{err:?}");
+    // The replica's own watch is ahead of the compaction: it keeps streaming.
+    let rev = store.update(key("a", "x"), b("after"), None).await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.revision, rev);
+    // A watch from before the replica started cannot be served.
+    let late = self::store(&etcd, "/zen-watcher/").await;
+    assert!(matches!(
+        late.watch(Prefix::new("observations", None), first),
+        Err(StoreError::Expired { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_etcd_fails_fast_and_nothing_acknowledged_is_lost() {
+    let mut etcd = Etcd::start();
+    let store = store(&etcd, "/zen-watcher/").await;
+    let mut watch = store
+        .watch(Prefix::new("observations", None), store.current_revision())
+        .unwrap();
+    let mut acknowledged = Vec::new();
+    for i in 0..20 {
+        acknowledged.push(
+            store
+                .create(key("a", &format!("o{i}")), b("v"))
+                .await
+                .unwrap(),
+        );
+    }
+    etcd.kill();
+    let started = Instant::now();
+    let err = store.create(key("a", "lost"), b("v")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "failing took {:?}",
+        started.elapsed()
+    );
+    assert!(!store.ready(), "readiness follows etcd");
+    etcd.restart();
+    // Requests work again, everything acknowledged is there, and the watch resumes where
+    // it was, without a gap.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        match store.create(key("a", "after"), b("v")).await {
+            Ok(r) => break r,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "etcd did not come back: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert!(store.ready());
+    let listed = store
+        .list(Prefix::new("observations", None), ListOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 21);
+    let mut revisions = Vec::new();
+    while revisions.last() != Some(&after) {
+        match tokio::time::timeout(Duration::from_secs(10), watch.next()).await {
+            Ok(Ok(e)) => revisions.push(e.revision),
+            Ok(Err(WatchEnd::TooSlow | WatchEnd::Closed)) | Err(_) => {
+                panic!("the watch ended or stalled after {revisions:?}")
+            }
+        }
+    }
+    acknowledged.push(after);
+    assert_eq!(revisions, acknowledged);
+}
