@@ -12,7 +12,7 @@
 //!   to the request's object, and mutating the patched object again patches nothing.
 //!
 //! A run is a fixed sequence: `ZEN_FUZZ_SEED` and `ZEN_FUZZ_ITERATIONS` change it for longer
-//! local runs. Both tests together stay at a few thousand inputs, a few seconds in debug builds.
+//! local runs, and `ZEN_FUZZ_REPLAY=FILE` runs a saved input first. Both tests together stay at a few thousand inputs, a few seconds in debug builds.
 
 use std::{
     collections::BTreeMap,
@@ -674,6 +674,13 @@ fn check_seeds(admission: &Admission, seeds: &[Seed]) {
 /// One fuzzing run over `iterations` inputs; returns what the webhook did with them.
 fn fuzz(seed: u64, iterations: u64, mutate: fn(&mut Rng, &Seed) -> Vec<u8>) -> Stats {
     let admission = admission();
+    if let Ok(file) = std::env::var("ZEN_FUZZ_REPLAY") {
+        // An input a run saved, first.
+        let input = std::fs::read(&file).unwrap();
+        for mode in [Mode::Validate, Mode::Mutate] {
+            run_one(&admission, mode, &input, &mut Stats::default(), &file);
+        }
+    }
     let seeds = seeds();
     check_seeds(&admission, &seeds);
     let mut rng = Rng::new(seed);
