@@ -8,6 +8,7 @@ use std::{
     net::SocketAddr,
     path::PathBuf,
     sync::{Arc, RwLock},
+    time::Duration,
 };
 
 use prometheus::{Encoder, Registry, TextEncoder};
@@ -107,6 +108,21 @@ pub async fn open_store(spec: &str, options: &StoreOptions) -> Result<Arc<dyn St
     }
 }
 
+/// Delivery ids whose replay window has passed are removed once a minute.
+async fn sweep_delivery_ids(store: Arc<dyn Store>, singleton: Singleton) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        if !singleton() {
+            continue;
+        }
+        match zen_ingest::replay::shared::sweep(&*store).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(removed = n, "expired delivery ids removed"),
+            Err(e) => tracing::warn!(error = %e, "removing expired delivery ids failed"),
+        }
+    }
+}
+
 /// The Namespaces and Secrets admission asks about, as last read: from the config directory
 /// in `dev`, from watches of the cluster in `serve`.
 #[derive(Default)]
@@ -149,7 +165,12 @@ pub struct Process {
     api: ApiServer,
     api_metrics: ApiMetrics,
     ingest: zen_ingest::IngestService,
+    /// Whether this replica does the work only one replica should (expiry, sweeps).
+    singleton: Singleton,
 }
+
+/// Asked before singleton work; `serve` answers from its Lease, `dev` always yes.
+pub type Singleton = Arc<dyn Fn() -> bool + Send + Sync>;
 
 impl Process {
     /// Builds the API, admission and ingest on `store`; `cluster` answers admission's
@@ -178,7 +199,14 @@ impl Process {
             api,
             api_metrics,
             ingest,
+            singleton: Arc::new(|| true),
         })
+    }
+
+    /// Leaves expiry and sweeps to the replica for which `singleton` says yes.
+    pub fn with_singleton(mut self, singleton: Singleton) -> Self {
+        self.singleton = singleton;
+        self
     }
 
     /// What turns Events into Observations through this process's API.
@@ -199,6 +227,10 @@ impl Process {
         ready: impl FnOnce(SocketAddr, SocketAddr, SocketAddr),
     ) -> Result<(), RunError> {
         let (authn, authz) = identity;
+        tokio::spawn(sweep_delivery_ids(
+            self.store.clone(),
+            self.singleton.clone(),
+        ));
         tokio::spawn(zen_ingest::view::run(
             self.api.clone(),
             self.endpoints.clone(),
@@ -224,6 +256,7 @@ impl Process {
         tokio::spawn(zen_apiserver::ttl::run_reaper(
             self.store.clone(),
             "observations",
+            self.singleton.clone(),
         ));
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -168,7 +168,9 @@ pub async fn run(config: ServeConfig) -> Result<(), RunError> {
     }
     let store = open_store(&store_spec, &config.store).await?;
     let cluster = Arc::new(LiveCluster::default());
-    let process = Process::new(store, registry, cluster.clone())?;
+    let leading = leadership.clone();
+    let process = Process::new(store, registry, cluster.clone())?
+        .with_singleton(Arc::new(move || leading.is_leader()));
     tokio::spawn(follow_cluster(
         client.clone(),
         process.admission.clone(),

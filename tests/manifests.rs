@@ -48,7 +48,11 @@ fn render() -> Option<&'static [Value]> {
 }
 
 fn render_now() -> Option<Vec<Value>> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests");
+    render_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests"))
+}
+
+/// `kubectl kustomize dir`, document by document.
+fn render_dir(dir: &str) -> Option<Vec<Value>> {
     let out = match Command::new("kubectl").args(["kustomize", dir]).output() {
         Ok(out) => out,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -1365,4 +1369,93 @@ fn nothing_skips_tls_verification() {
         }
     }
     assert_no_failures("insecureSkipTLSVerify is not allowed anywhere", &found);
+}
+
+/// The HA overlay: the whole base, with several replicas on etcd over TLS, never two on a
+/// node, rolling one at a time, and the disruption budget of the base.
+#[test]
+fn ha_overlay_runs_replicas_on_etcd_spread_over_nodes() {
+    let Some(base) = render() else { return };
+    let Some(ha) = render_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/manifests/overlays/ha"
+    )) else {
+        return;
+    };
+    let names = |docs: &[Value]| -> Vec<String> {
+        let mut v: Vec<String> = docs.iter().map(describe).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        names(&ha),
+        names(base),
+        "the overlay installs what the base does"
+    );
+    let deploy = find(&ha, "Deployment", Some("zen-system"), "zen-watcher");
+    let replicas = deploy["spec"]["replicas"].as_i64().unwrap_or(1);
+    assert!(replicas >= 3, "replicas: {replicas}");
+    assert_eq!(deploy["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(
+        deploy["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"],
+        1
+    );
+    let pod = &deploy["spec"]["template"]["spec"];
+    let args = strings(&pod["containers"][0]["args"]);
+    assert_eq!(args.first(), Some(&"serve"));
+    let store = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--store=etcd:"))
+        .unwrap_or_else(|| panic!("no --store=etcd: in {args:?}"));
+    assert!(
+        store.split(',').all(|e| e.starts_with("https://")),
+        "etcd over TLS: {store}"
+    );
+    // The client certificate files come from a mounted Secret.
+    let mount = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["name"] == "etcd-client")
+        .expect("the etcd client Secret is mounted");
+    let dir = mount["mountPath"].as_str().unwrap_or_default();
+    for flag in ["--etcd-cafile=", "--etcd-certfile=", "--etcd-keyfile="] {
+        let file = args
+            .iter()
+            .find_map(|a| a.strip_prefix(flag))
+            .unwrap_or_else(|| panic!("no {flag} in {args:?}"));
+        assert!(
+            file.starts_with(&format!("{dir}/")),
+            "{flag}{file} outside {dir}"
+        );
+    }
+    let secret_volume = pod["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"] == "etcd-client")
+        .expect("the etcd-client volume");
+    assert_eq!(
+        secret_volume["secret"]["secretName"],
+        "zen-watcher-etcd-client"
+    );
+    // Never two replicas on one node.
+    let anti =
+        &pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0];
+    assert_eq!(anti["topologyKey"], "kubernetes.io/hostname");
+    assert!(
+        selects_pods(&anti["labelSelector"]["matchLabels"], deploy),
+        "the anti-affinity selects zen-watcher's own pods: {anti}"
+    );
+    let pdb = find(
+        &ha,
+        "PodDisruptionBudget",
+        Some("zen-system"),
+        "zen-watcher",
+    );
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    assert!(selects_pods(
+        &pdb["spec"]["selector"]["matchLabels"],
+        deploy
+    ));
 }

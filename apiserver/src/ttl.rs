@@ -75,7 +75,11 @@ pub fn deadline_of(object: &Value) -> Option<Due> {
 
 /// Deletes Observations when their `ttlSecondsAfterCreation` is up, until the store's change
 /// stream ends. Runs on one replica at a time (the caller decides which).
-pub async fn run_reaper(store: std::sync::Arc<dyn zen_store::Store>, resource: &'static str) {
+pub async fn run_reaper(
+    store: std::sync::Arc<dyn zen_store::Store>,
+    resource: &'static str,
+    active: std::sync::Arc<dyn Fn() -> bool + Send + Sync>,
+) {
     use zen_store::{EventKind, ListOptions, ObjectKey, Prefix};
     loop {
         let prefix = Prefix::new(resource, None);
@@ -99,7 +103,14 @@ pub async fn run_reaper(store: std::sync::Arc<dyn zen_store::Store>, resource: &
         };
         loop {
             let now = k8s_openapi::jiff::Timestamp::now().as_second();
-            for due in queue.pop_due(now) {
+            // Replicas sharing a store leave expiry to the one holding the Lease; the others
+            // keep their queue for when they take over.
+            let due = if active() {
+                queue.pop_due(now)
+            } else {
+                Vec::new()
+            };
+            for due in due {
                 let key = ObjectKey::new(resource, &due.namespace, &due.name);
                 // Only the incarnation whose deadline this is: same uid, any later revision.
                 if let Ok(Some(current)) = store.get(&key).await

@@ -24,7 +24,10 @@ use crate::{
     limit::TokenBucket,
     metrics::IngestMetrics,
     pipeline::Outcome,
-    replay::Seen,
+    replay::{
+        Seen,
+        shared::{self, Claim},
+    },
     signature::{Rejection, Scheme, Verifier},
     sink::{ApiSink, Recorded, SinkError},
 };
@@ -345,7 +348,32 @@ impl IngestService {
                     );
                 };
                 match ids.check_and_insert(id, now) {
-                    Seen::First => Some((id.to_owned(), ids.clone())),
+                    Seen::First => {
+                        // Then in the store, which every replica shares.
+                        let store = self.inner.sink.store();
+                        let key = shared::key(&endpoint.namespace, &endpoint.path, id);
+                        match shared::claim(&*store, key, endpoint.replay_window).await {
+                            Ok(Claim::First { key, revision }) => {
+                                Some((id.to_owned(), ids.clone(), key, revision))
+                            }
+                            Ok(Claim::Again) => {
+                                return Answer::refuse(
+                                    StatusCode::CONFLICT,
+                                    Rejection::Replayed.reason(),
+                                    Rejection::Replayed.to_string(),
+                                );
+                            }
+                            Err(e) => {
+                                ids.forget(id);
+                                return Answer::refuse(
+                                    StatusCode::SERVICE_UNAVAILABLE,
+                                    "store_unavailable",
+                                    format!("recording the delivery id failed: {e}"),
+                                )
+                                .retry_after(Duration::from_secs(1));
+                            }
+                        }
+                    }
                     Seen::Again => {
                         return Answer::refuse(
                             StatusCode::CONFLICT,
@@ -374,9 +402,10 @@ impl IngestService {
         let answer = self.process(endpoint, &parts.headers, body).await;
         // Not stored: the sender's retry (same id) must get through.
         if !answer.status.is_success()
-            && let Some((id, ids)) = delivery_id
+            && let Some((id, ids, key, revision)) = delivery_id
         {
             ids.forget(&id);
+            shared::release(&*self.inner.sink.store(), key, revision).await;
         }
         answer
     }

@@ -77,6 +77,11 @@ impl ApiSink {
         Self { api }
     }
 
+    /// The store under the API, for what ingest keeps beside Observations (delivery ids).
+    pub fn store(&self) -> std::sync::Arc<dyn zen_store::Store> {
+        self.api.store()
+    }
+
     async fn call(
         &self,
         method: Method,

@@ -19,6 +19,7 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+pub mod delivery;
 #[path = "../../store/tests/etcd_server/mod.rs"]
 pub mod etcd_server;
 
