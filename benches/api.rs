@@ -4,6 +4,10 @@
 //! the same certificates and client authentication that answers every request with a fixed
 //! body. Both are measured in the same run over the same kind of connections, and the report
 //! gives ratios, because these machines are noisy. Results go to stdout as a Markdown table.
+//!
+//! `ZEN_TEST_STORE=etcd cargo bench --bench api` runs the same on a real etcd, and adds etcd's
+//! own throughput for the same guarded create transaction from as many connections: the
+//! ceiling of the etcd store.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -193,6 +197,53 @@ async fn get_latencies(
     (out, size)
 }
 
+/// etcd's own rate for the create transaction the etcd store sends (compare the key's
+/// create revision, put), from `conns` keep-alive connections for `secs`.
+async fn etcd_put_rate(port: u16, conns: usize, secs: u64) -> f64 {
+    use base64::{Engine, engine::general_purpose::STANDARD};
+    let done = Arc::new(AtomicU64::new(0));
+    let counter = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("etcd");
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .expect("handshake");
+        tokio::spawn(conn);
+        let (done, counter) = (done.clone(), counter.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                let key = STANDARD.encode(format!("/ceiling/observations/default/o{i}"));
+                let value = STANDARD.encode(observation(i));
+                let body = format!(
+                    r#"{{"compare":[{{"key":"{key}","target":"CREATE","result":"EQUAL","create_revision":"0"}}],"success":[{{"request_put":{{"key":"{key}","value":"{value}"}}}}]}}"#
+                );
+                if sender.ready().await.is_err() {
+                    break;
+                }
+                let resp = sender
+                    .send_request(request("POST", "/v3/kv/txn", "application/json", Bytes::from(body)))
+                    .await
+                    .expect("etcd answer");
+                let ok = resp.status().is_success();
+                let _ = resp.into_body().collect().await;
+                if ok {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    done.load(Ordering::Relaxed) as f64 / secs as f64
+}
+
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -274,6 +325,15 @@ async fn run() {
         format!("{echo_rate:.0} /s (TLS echo)"),
         format!("{:.2}", rate / echo_rate),
     ));
+    if let Some(etcd) = &server.etcd {
+        let ceiling = etcd_put_rate(etcd.client_port, conns, 5).await;
+        rows.push((
+            format!("create Observation vs etcd's own guarded put, {conns} connections"),
+            format!("{rate:.0} /s"),
+            format!("{ceiling:.0} /s (etcd txn put, HTTP to its gateway)"),
+            format!("{:.2}", rate / ceiling),
+        ));
+    }
 
     // 3. Watch fan-out: one change reaching 1,000 open watches.
     let watchers = 1000;
@@ -357,6 +417,14 @@ async fn run() {
         "—".into(),
     ));
 
+    println!(
+        "Store: {}\n",
+        if server.etcd.is_some() {
+            "etcd (a real etcd started by the benchmark)"
+        } else {
+            "embedded (redb)"
+        }
+    );
     println!("| measurement | zen-watcher | baseline (same run) | ratio |");
     println!("|---|---|---|---|");
     for (a, b, c, d) in rows {
