@@ -116,6 +116,11 @@ pub async fn run(config: ServeConfig) -> Result<(), RunError> {
                 Some(leader),
             )
             .await?;
+            tokio::spawn(wake_on_secret_changes(
+                client.clone(),
+                config.namespace.clone(),
+                manager.waker(),
+            ));
             tokio::spawn(manager.run());
             tokio::spawn(repair_ca_bundles(
                 client.clone(),
@@ -292,6 +297,34 @@ async fn follow_authn_configmap(
         client_certs.set(delegated.client_certs);
         in_force = cm["data"].clone();
         tracing::info!("authentication ConfigMap changed: front-proxy and client CAs reloaded");
+    }
+}
+
+/// Rings `wake` whenever the CA or serving Secret changes, so every replica swaps in what
+/// the leader stored (and the leader repairs a deleted Secret) at once. One watch per name:
+/// the Role grants them by name only.
+async fn wake_on_secret_changes(client: Client, namespace: String, wake: Arc<tokio::sync::Notify>) {
+    let mut secrets: Vec<_> = [zen_certs::pki::CA_SECRET, zen_certs::pki::TLS_SECRET]
+        .iter()
+        .map(|name| {
+            zen_kube::reflect::reflect(
+                client.clone(),
+                format!(
+                    "/api/v1/namespaces/{namespace}/secrets?fieldSelector=metadata.name%3D{name}"
+                ),
+            )
+        })
+        .collect();
+    let [ca, tls] = &mut secrets[..] else { return };
+    loop {
+        let changed = tokio::select! {
+            r = ca.changed() => r,
+            r = tls.changed() => r,
+        };
+        if changed.is_err() {
+            return;
+        }
+        wake.notify_one();
     }
 }
 

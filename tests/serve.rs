@@ -174,6 +174,7 @@ fn handle(state: &Mutex<State>, method: &str, path: &str, body: Value) -> (u16, 
                 "/api/v1/secrets",
                 "/api/v1/events",
                 "/api/v1/namespaces/kube-system/configmaps",
+                "/api/v1/namespaces/zen-system/secrets",
                 "/apis/config.zen.watcher.io/v1alpha1/ingestors",
                 "/apis/config.zen.watcher.io/v1alpha1/ingestorpolicies",
             ]
@@ -904,4 +905,74 @@ async fn serve_delegates_identity_and_permissions_and_publishes_its_ca() {
         lease["spec"]["leaseTransitions"], 0,
         "the leader kept the Lease: {lease}"
     );
+
+    // A CA Secret that cannot be used: both replicas keep their last good certificate (no
+    // replica replaces a CA it cannot read: that would break every client's trust).
+    let ca_secret = "/api/v1/namespaces/zen-system/secrets/zen-watcher-ca";
+    let tls_secret = "/api/v1/namespaces/zen-system/secrets/zen-watcher-tls";
+    let good_ca = state.lock().unwrap().objects[ca_secret].clone();
+    {
+        let mut s = state.lock().unwrap();
+        let mut broken = good_ca.clone();
+        for (_, v) in broken["data"].as_object_mut().unwrap().iter_mut() {
+            *v = json!(STANDARD.encode("-----BEGIN CERTIFICATE-----\ngarbage\n"));
+        }
+        s.put(ca_secret, broken);
+    }
+    let replica_logs =
+        || std::fs::read_to_string(dir.path().join("replica.log")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(logs().contains("serving the last good certificate")
+        && replica_logs().contains("serving the last good certificate"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the broken CA Secret was not reported:\n{}\n{}",
+            logs(),
+            replica_logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let on = |port: u16| Request {
+        port,
+        ..anonymous("/healthz")
+    };
+    assert_eq!(leaf(&send(on(secure)).await.unwrap()), first);
+    assert_eq!(leaf(&send(on(second)).await.unwrap()), first);
+    {
+        let mut s = state.lock().unwrap();
+        let mut restored = good_ca.clone();
+        restored["metadata"]["resourceVersion"] =
+            s.objects[ca_secret]["metadata"]["resourceVersion"].clone();
+        s.put(ca_secret, restored);
+    }
+
+    // The Secret is deleted: the leader issues a new serving certificate at once, and the
+    // other replica serves it as soon as it is stored (both follow the Secrets by watch).
+    {
+        let mut s = state.lock().unwrap();
+        if let Some(object) = s.objects.remove(tls_secret) {
+            let _ = s.events.send((
+                tls_secret.to_owned(),
+                json!({"type": "DELETED", "object": object}),
+            ));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (a, b) = (
+            leaf(&send(on(secure)).await.unwrap()),
+            leaf(&send(on(second)).await.unwrap()),
+        );
+        if a != first && a == b {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new certificate served by both replicas:\n{}\n{}",
+            logs(),
+            replica_logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -38,6 +38,9 @@ pub struct SelfManaged {
     metrics: Option<CertMetrics>,
     /// What was last applied and published.
     applied: Secrets,
+    /// Rings when the stored certificates changed (a watch of the Secrets), so a step runs
+    /// at once instead of at the next check.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 fn now() -> i64 {
@@ -97,6 +100,7 @@ impl SelfManaged {
             serving: serving.clone(),
             metrics,
             applied: Secrets::default(),
+            wake: Arc::new(tokio::sync::Notify::new()),
         };
         this.finish(first, secrets).await?;
         // Promote a CA introduced at start (its bundle is published now); a few steps at
@@ -107,6 +111,11 @@ impl SelfManaged {
             }
         }
         Ok((this, serving))
+    }
+
+    /// What to ring when the stored certificates changed.
+    pub fn waker(&self) -> Arc<tokio::sync::Notify> {
+        self.wake.clone()
     }
 
     /// Runs forever.
@@ -122,7 +131,11 @@ impl SelfManaged {
                 }
             };
             // A step due "now" that changed nothing must not spin.
-            tokio::time::sleep(pause.max(Duration::from_millis(200))).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = self.wake.notified() => {}
+            }
         }
     }
 
