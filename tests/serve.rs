@@ -403,9 +403,13 @@ async fn serve_delegates_identity_and_permissions_and_publishes_its_ca() {
     let bundle_b64 = loop {
         {
             let s = state.lock().unwrap();
+            // The APIService and the last webhook configuration patched carry it.
             if let Some(b) = bundle_of(&s)
                 && s.objects["/apis/apiregistration.k8s.io/v1/apiservices/v1alpha1.zen.watcher.io"]
                     ["spec"]["caBundle"]
+                    == b.as_str()
+                && s.objects["/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/zen-watcher"]
+                    ["webhooks"][0]["clientConfig"]["caBundle"]
                     == b.as_str()
             {
                 break b;
@@ -655,23 +659,24 @@ async fn serve_delegates_identity_and_permissions_and_publishes_its_ca() {
     }
 
     // The cluster's Ingestors provision webhook endpoints, with their Secrets.
+    let deliver = |body: &'static [u8]| Request {
+        port: ingest,
+        server_name: "zen-watcher.zen-system.svc",
+        trust: &bundle,
+        client: None,
+        method: "POST",
+        path: "/hooks/apps/hooks/ci",
+        headers: &[
+            ("content-type", "application/json"),
+            ("authorization", "Bearer apps-token"),
+        ],
+        body,
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
     let r = loop {
-        let r = send(Request {
-            port: ingest,
-            server_name: "zen-watcher.zen-system.svc",
-            trust: &bundle,
-            client: None,
-            method: "POST",
-            path: "/hooks/apps/hooks/ci",
-            headers: &[
-                ("content-type", "application/json"),
-                ("authorization", "Bearer apps-token"),
-            ],
-            body: br#"{"pipeline": "nightly build #42"}"#,
-        })
-        .await
-        .unwrap();
+        let r = send(deliver(br#"{"pipeline": "nightly build #42"}"#))
+            .await
+            .unwrap();
         if r.status != 404 {
             break r;
         }
@@ -697,21 +702,7 @@ async fn serve_delegates_identity_and_permissions_and_publishes_its_ca() {
 
     // A delivery the mapping cannot map is refused and counted in the Ingestor's status;
     // the leader reports every Ingestor's readiness, generation and paths.
-    let r = send(Request {
-        port: ingest,
-        server_name: "zen-watcher.zen-system.svc",
-        trust: &bundle,
-        client: None,
-        method: "POST",
-        path: "/hooks/apps/hooks/ci",
-        headers: &[
-            ("content-type", "application/json"),
-            ("authorization", "Bearer apps-token"),
-        ],
-        body: br#"{"pipeline": 42}"#,
-    })
-    .await
-    .unwrap();
+    let r = send(deliver(br#"{"pipeline": 42}"#)).await.unwrap();
     assert_eq!(r.status, 422, "{}", r.body);
     let ingestors = "/apis/config.zen.watcher.io/v1alpha1/namespaces/apps/ingestors";
     let status_of = |name: &str| -> Value {

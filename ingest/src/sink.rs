@@ -45,7 +45,8 @@ struct Reply {
     body: Value,
 }
 
-fn now_rfc3339() -> String {
+/// Now, as Kubernetes writes times (RFC 3339, whole seconds).
+pub(crate) fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .ok()

@@ -5,7 +5,10 @@
 use serde_json::{Value, json};
 use zen_crds::{Ingestor, IngestorStatus, ingestor::SourceType};
 
-use crate::endpoint::{Endpoints, Problem, path};
+use crate::{
+    endpoint::{Endpoints, Problem, path},
+    sink::now_rfc3339,
+};
 
 /// Where the Ingestor is served from, which decides whether its kubernetesEvents sources
 /// can be: only `serve` has a cluster whose Events it follows.
@@ -62,7 +65,7 @@ pub fn desired(
     let previous = old
         .and_then(|o| o.conditions.iter().find(|c| c.type_ == "Ready"))
         .filter(|c| c.status == ready);
-    let since = previous.map_or_else(now, |c| c.last_transition_time.0.to_string());
+    let since = previous.map_or_else(now_rfc3339, |c| c.last_transition_time.0.to_string());
     let mut status = json!({
         "conditions": [{
             "type": "Ready", "status": ready, "reason": reason, "message": message,
@@ -95,17 +98,6 @@ pub fn same(a: &IngestorStatus, b: &IngestorStatus) -> bool {
         v
     };
     strip(a) == strip(b)
-}
-
-fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -480,6 +480,19 @@ impl EtcdStore {
     }
 }
 
+/// The comparison a guarded write of an existing key makes: its mod revision is `expected`,
+/// or (none expected) it exists at all.
+fn guard(key: &str, expected: Option<u64>) -> Value {
+    match expected {
+        Some(rev) => {
+            json!({"key": b64(key.as_bytes()), "target": "MOD", "result": "EQUAL", "mod_revision": rev.to_string()})
+        }
+        None => {
+            json!({"key": b64(key.as_bytes()), "target": "CREATE", "result": "GREATER", "create_revision": "0"})
+        }
+    }
+}
+
 /// The etcd range `[start, end)` of a prefix under the store's own prefix.
 fn range(root: &str, prefix: &Prefix) -> (String, String) {
     let (start, end) = prefix.range();
@@ -533,18 +546,10 @@ impl Store for EtcdStore {
     ) -> BoxFuture<'_, Result<u64>> {
         Box::pin(async move {
             let k = self.key(&key);
-            let compare = match expected {
-                Some(rev) => {
-                    json!({"key": b64(k.as_bytes()), "target": "MOD", "result": "EQUAL", "mod_revision": rev.to_string()})
-                }
-                None => {
-                    json!({"key": b64(k.as_bytes()), "target": "CREATE", "result": "GREATER", "create_revision": "0"})
-                }
-            };
             let (ok, answer) = self
                 .txn(
                     &k,
-                    compare,
+                    guard(&k, expected),
                     json!({"request_put": {"key": b64(k.as_bytes()), "value": b64(&value)}}),
                 )
                 .await?;
@@ -558,18 +563,10 @@ impl Store for EtcdStore {
     fn delete(&self, key: ObjectKey, expected: Option<u64>) -> BoxFuture<'_, Result<(Bytes, u64)>> {
         Box::pin(async move {
             let k = self.key(&key);
-            let compare = match expected {
-                Some(rev) => {
-                    json!({"key": b64(k.as_bytes()), "target": "MOD", "result": "EQUAL", "mod_revision": rev.to_string()})
-                }
-                None => {
-                    json!({"key": b64(k.as_bytes()), "target": "CREATE", "result": "GREATER", "create_revision": "0"})
-                }
-            };
             let (ok, answer) = self
                 .txn(
                     &k,
-                    compare,
+                    guard(&k, expected),
                     json!({"request_delete_range": {"key": b64(k.as_bytes()), "prev_kv": true}}),
                 )
                 .await?;
