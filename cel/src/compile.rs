@@ -3,6 +3,11 @@
 //! depth is then bounded so evaluation (also recursive) fits any worker thread's stack. The
 //! tree is instrumented with the budget's charging calls (see `budget`).
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock, Mutex},
+};
+
 use cel::common::ast::{CallExpr, EntryExpr, Expr, IdedExpr, MapExpr, StructExpr, operators};
 
 use crate::{
@@ -23,8 +28,42 @@ const PARSER_STACK: usize = 16 * 1024 * 1024;
 /// Ids of the nodes compile adds, far above the parser's.
 const FIRST_ADDED_ID: u64 = 1 << 48;
 
-/// Compiles one expression.
+/// Expressions whose compilation is remembered at once; past it the memory starts afresh.
+const CACHE_ENTRIES: usize = 2048;
+/// Source text remembered at once, in bytes (a tree is a small multiple of its text).
+const CACHE_BYTES: usize = 2 * 1024 * 1024;
+
+#[derive(Default)]
+struct Cache {
+    programs: HashMap<Arc<str>, Result<Program, CompileError>>,
+    bytes: usize,
+}
+
+/// Compilation is a pure function of the text, and parsing dominates an admission review
+/// (every apply of an Ingestor compiles all its expressions again): results are shared.
+static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(Mutex::default);
+
+/// Compiles one expression (or answers from the cache of recent compilations).
 pub fn compile(expression: &str) -> Result<Program, CompileError> {
+    if let Some(known) = CACHE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .programs
+        .get(expression)
+    {
+        return known.clone();
+    }
+    let result = compile_uncached(expression);
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.programs.len() >= CACHE_ENTRIES || cache.bytes + expression.len() > CACHE_BYTES {
+        *cache = Cache::default();
+    }
+    cache.bytes += expression.len();
+    cache.programs.insert(Arc::from(expression), result.clone());
+    result
+}
+
+fn compile_uncached(expression: &str) -> Result<Program, CompileError> {
     if expression.len() > MAX_EXPRESSION_LENGTH {
         return Err(CompileError(format!(
             "{} characters long; at most {MAX_EXPRESSION_LENGTH} are allowed",
