@@ -213,8 +213,11 @@ fn validities(server: &ServerArgs) -> Option<(std::time::Duration, std::time::Du
 fn block_on(
     f: impl std::future::Future<Output = Result<(), crate::process::RunError>>,
 ) -> ExitCode {
+    // Threads with room for CEL evaluation (`zen_cel::with_stack`), so evaluating does not
+    // map a fresh stack segment per review or delivery; untouched stack costs no memory.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(2 * zen_cel::EVAL_STACK + 1024 * 1024)
         .build()
     {
         Ok(rt) => rt,

@@ -65,7 +65,7 @@ thread_local! {
 /// Stack an evaluation may use. The interpreter recurses once or twice per level of the
 /// syntax tree; at `MAX_AST_DEPTH` an unoptimized build needs more than a worker thread's
 /// 2 MiB.
-const EVAL_STACK: usize = 8 * 1024 * 1024;
+pub const EVAL_STACK: usize = 8 * 1024 * 1024;
 
 /// Runs `f` with at least [`EVAL_STACK`] of stack, on a fresh segment if the thread has less.
 /// Callers that evaluate many expressions wrap them all in one call: each evaluation checks

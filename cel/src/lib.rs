@@ -12,7 +12,7 @@ mod convert;
 
 use std::sync::{Arc, LazyLock};
 
-pub use budget::{Budget, DEFAULT_BUDGET, with_stack};
+pub use budget::{Budget, DEFAULT_BUDGET, EVAL_STACK, with_stack};
 pub use compile::{MAX_AST_DEPTH, MAX_EXPRESSION_LENGTH, MAX_NESTING, compile};
 pub use convert::{from_json, to_json};
 

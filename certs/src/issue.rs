@@ -148,6 +148,40 @@ impl Ca {
         ips: &[IpAddr],
         lifetime: Duration,
     ) -> Result<CertifiedKeyPem, CertError> {
+        self.issue_for(
+            dns_names,
+            ips,
+            lifetime,
+            &[ExtendedKeyUsagePurpose::ServerAuth],
+        )
+    }
+
+    /// A certificate that serves `dns_names` and `ips` and is also a client certificate, as
+    /// etcd members need (etcd's gateway dials its own gRPC port with it).
+    pub fn issue_peer(
+        &self,
+        dns_names: &[String],
+        ips: &[IpAddr],
+        lifetime: Duration,
+    ) -> Result<CertifiedKeyPem, CertError> {
+        self.issue_for(
+            dns_names,
+            ips,
+            lifetime,
+            &[
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        )
+    }
+
+    fn issue_for(
+        &self,
+        dns_names: &[String],
+        ips: &[IpAddr],
+        lifetime: Duration,
+        usages: &[ExtendedKeyUsagePurpose],
+    ) -> Result<CertifiedKeyPem, CertError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(err)?;
         let mut params = CertificateParams::new(dns_names.to_vec()).map_err(err)?;
         params
@@ -161,7 +195,7 @@ impl Ca {
                 .map(String::as_str)
                 .unwrap_or("zen-watcher"),
         );
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = usages.to_vec();
         self.sign(params, key, lifetime)
     }
 

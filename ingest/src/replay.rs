@@ -75,9 +75,10 @@ impl DeliveryIds {
     }
 }
 
-/// Delivery ids claimed in the store, so every replica sharing it (etcd) refuses a delivery
+/// Delivery ids claimed in a store several replicas share (etcd), so each refuses a delivery
 /// another one took, and a restart does not reopen the window. The in-memory
-/// [`DeliveryIds`] stays in front as the cheap first answer for repeats seen here.
+/// [`DeliveryIds`] stays in front as the cheap first answer for repeats seen here; with one
+/// replica it is the whole answer (a claim would cost a second durable write per delivery).
 pub mod shared {
     use std::time::Duration;
 

@@ -348,13 +348,17 @@ impl IngestService {
                     );
                 };
                 match ids.check_and_insert(id, now) {
+                    // One replica: its memory is the whole truth.
+                    Seen::First if !self.inner.sink.store().shared() => {
+                        Some((id.to_owned(), ids.clone(), None))
+                    }
                     Seen::First => {
                         // Then in the store, which every replica shares.
                         let store = self.inner.sink.store();
                         let key = shared::key(&endpoint.namespace, &endpoint.path, id);
                         match shared::claim(&*store, key, endpoint.replay_window).await {
                             Ok(Claim::First { key, revision }) => {
-                                Some((id.to_owned(), ids.clone(), key, revision))
+                                Some((id.to_owned(), ids.clone(), Some((key, revision))))
                             }
                             Ok(Claim::Again) => {
                                 return Answer::refuse(
@@ -402,10 +406,12 @@ impl IngestService {
         let answer = self.process(endpoint, &parts.headers, body).await;
         // Not stored: the sender's retry (same id) must get through.
         if !answer.status.is_success()
-            && let Some((id, ids, key, revision)) = delivery_id
+            && let Some((id, ids, claim)) = delivery_id
         {
             ids.forget(&id);
-            shared::release(&*self.inner.sink.store(), key, revision).await;
+            if let Some((key, revision)) = claim {
+                shared::release(&*self.inner.sink.store(), key, revision).await;
+            }
         }
         answer
     }

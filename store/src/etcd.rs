@@ -651,6 +651,10 @@ impl Store for EtcdStore {
     fn ready(&self) -> bool {
         self.healthy.load(Ordering::Acquire)
     }
+
+    fn shared(&self) -> bool {
+        true
+    }
 }
 
 /// The replica's one etcd watch on the whole prefix, fed into the hub. When the stream

@@ -85,4 +85,10 @@ pub trait Store: Send + Sync {
     fn ready(&self) -> bool {
         true
     }
+
+    /// Whether other replicas write to the same store, so state that is per process
+    /// elsewhere (delivery ids) must be kept in it.
+    fn shared(&self) -> bool {
+        false
+    }
 }

@@ -234,3 +234,53 @@ async fn losing_etcd_under_load_fails_fast_and_loses_nothing_acknowledged() {
         assert!(revisions.contains(r), "the watch missed revision {r}");
     }
 }
+
+#[tokio::test]
+async fn etcd_over_tls_with_a_client_certificate() {
+    use zen_certs::issue::Ca;
+    use zen_store::etcd::EtcdTls;
+
+    let day = Duration::from_secs(86_400);
+    let ca = Ca::generate("etcd-ca", day).unwrap();
+    let server = ca
+        .issue_peer(&["localhost".into()], &["127.0.0.1".parse().unwrap()], day)
+        .unwrap();
+    let etcd = Etcd::start_tls(&etcd_server::TlsFiles {
+        ca_pem: ca.pem.cert_pem.clone(),
+        server_cert_pem: server.cert_pem.clone(),
+        server_key_pem: server.key_pem.clone(),
+    });
+    let client = ca.issue_client("zen-watcher", None, day).unwrap();
+    let config = |tls: EtcdTls| {
+        let mut c = EtcdConfig::parse(&etcd.endpoint()).unwrap();
+        c.tls = tls;
+        c
+    };
+    let store = EtcdStore::connect(config(EtcdTls {
+        ca_pem: Some(ca.pem.cert_pem.clone()),
+        cert_pem: Some(client.cert_pem.clone()),
+        key_pem: Some(client.key_pem.clone()),
+    }))
+    .await
+    .unwrap();
+    conformance::crud_semantics_and_errors(&store).await;
+    // No client certificate: etcd refuses the connection.
+    let refused = EtcdStore::connect(config(EtcdTls {
+        ca_pem: Some(ca.pem.cert_pem.clone()),
+        ..Default::default()
+    }))
+    .await;
+    assert!(
+        matches!(refused, Err(StoreError::Unavailable(_))),
+        "connected without a client certificate"
+    );
+    // A server certificate from another CA is not trusted.
+    let other = Ca::generate("other", day).unwrap();
+    let untrusted = EtcdStore::connect(config(EtcdTls {
+        ca_pem: Some(other.pem.cert_pem.clone()),
+        cert_pem: Some(client.cert_pem.clone()),
+        key_pem: Some(client.key_pem.clone()),
+    }))
+    .await;
+    assert!(matches!(untrusted, Err(StoreError::Unavailable(_))));
+}

@@ -15,6 +15,15 @@ pub struct Etcd {
     dir: tempfile::TempDir,
     pub client_port: u16,
     peer_port: u16,
+    /// Serving certificate, key and client CA files: clients must present a certificate.
+    tls: Option<[PathBuf; 3]>,
+}
+
+/// PEM files for an etcd that serves TLS and requires client certificates.
+pub struct TlsFiles {
+    pub ca_pem: String,
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
 }
 
 fn free_port() -> u16 {
@@ -33,19 +42,42 @@ pub fn binary() -> PathBuf {
 
 impl Etcd {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// An etcd on https that requires client certificates of `files.ca_pem`.
+    pub fn start_tls(files: &TlsFiles) -> Self {
+        Self::start_with(Some(files))
+    }
+
+    fn start_with(tls: Option<&TlsFiles>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        let tls = tls.map(|f| {
+            let write = |name: &str, text: &str| {
+                let path = dir.path().join(name);
+                std::fs::write(&path, text).expect("write PEM");
+                path
+            };
+            [
+                write("server.crt", &f.server_cert_pem),
+                write("server.key", &f.server_key_pem),
+                write("ca.crt", &f.ca_pem),
+            ]
+        });
         let mut etcd = Self {
             child: None,
             dir,
             client_port: free_port(),
             peer_port: free_port(),
+            tls,
         };
         etcd.run();
         etcd
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     fn run(&mut self) {
@@ -65,6 +97,18 @@ impl Etcd {
             .args(["--listen-peer-urls", &peer])
             .args(["--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &format!("zen-test={peer}")])
+            .args(match &self.tls {
+                Some([cert, key, ca]) => vec![
+                    "--cert-file".into(),
+                    cert.clone().into_os_string(),
+                    "--key-file".into(),
+                    key.clone().into_os_string(),
+                    "--trusted-ca-file".into(),
+                    ca.clone().into_os_string(),
+                    "--client-cert-auth".into(),
+                ],
+                None => Vec::new(),
+            })
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -81,6 +125,18 @@ impl Etcd {
 
     fn wait_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
+        if self.tls.is_some() {
+            // Plain HTTP cannot ask a TLS etcd; its log says when it serves clients.
+            while !self.log().contains("serving client requests on") {
+                assert!(
+                    Instant::now() < deadline,
+                    "etcd did not start:\n{}",
+                    self.log()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            return;
+        }
         loop {
             if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.client_port)) {
                 use std::io::{Read, Write};
