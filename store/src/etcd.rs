@@ -23,6 +23,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -217,13 +218,13 @@ impl Connection {
     }
 
     /// One gateway call; its JSON answer, or the error etcd gave.
-    async fn call(&self, path: &str, body: &Value) -> Result<Value> {
+    async fn call<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T> {
         tokio::time::timeout(REQUEST_TIMEOUT, self.call_once(path, body))
             .await
             .map_err(|_| unavailable(format!("no answer within {REQUEST_TIMEOUT:?}")))?
     }
 
-    async fn call_once(&self, path: &str, body: &Value) -> Result<Value> {
+    async fn call_once<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T> {
         let (index, mut sender) = self.checkout().await?;
         let response = sender
             .send_request(self.request(index, path, body)?)
@@ -241,12 +242,12 @@ impl Connection {
                 pool.push((index, sender));
             }
         }
-        let answer: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| unavailable(format!("unreadable answer ({status}): {e}")))?;
         if !status.is_success() {
+            let answer: Value = serde_json::from_slice(&bytes).unwrap_or_default();
             return Err(gateway_error(&answer));
         }
-        Ok(answer)
+        serde_json::from_slice(&bytes)
+            .map_err(|e| unavailable(format!("unreadable answer ({status}): {e}")))
     }
 
     /// A streaming call (the watch): the response, whose body is read as it comes.
@@ -348,11 +349,71 @@ fn int(v: &Value) -> u64 {
 }
 
 fn bytes_of(v: &Value) -> Result<Bytes> {
-    let text = v.as_str().unwrap_or("");
+    decode_text(v.as_str().unwrap_or(""))
+}
+
+fn decode_text(text: &str) -> Result<Bytes> {
     STANDARD
         .decode(text)
         .map(Bytes::from)
         .map_err(|e| StoreError::Internal(format!("etcd: undecodable value: {e}")))
+}
+
+/// What every etcd answer carries: the revision it was served at.
+trait Answer {
+    fn revision(&self) -> u64;
+}
+
+impl Answer for Value {
+    fn revision(&self) -> u64 {
+        int(&self["header"]["revision"])
+    }
+}
+
+/// int64 as proto3 JSON writes it (a string), or a number.
+fn int64<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Int {
+        Text(String),
+        Number(u64),
+    }
+    Ok(match Int::deserialize(d)? {
+        Int::Text(t) => t.parse().map_err(serde::de::Error::custom)?,
+        Int::Number(n) => n,
+    })
+}
+
+#[derive(Deserialize, Default)]
+struct Header {
+    #[serde(default, deserialize_with = "int64")]
+    revision: u64,
+}
+
+/// A range answer, read without building a JSON tree (a list of 10,000 is megabytes).
+#[derive(Deserialize)]
+struct RangeAnswer {
+    #[serde(default)]
+    header: Header,
+    #[serde(default)]
+    kvs: Vec<KvText>,
+    #[serde(default)]
+    more: bool,
+}
+
+impl Answer for RangeAnswer {
+    fn revision(&self) -> u64 {
+        self.header.revision
+    }
+}
+
+#[derive(Deserialize)]
+struct KvText {
+    key: String,
+    #[serde(default)]
+    value: String,
+    #[serde(default, deserialize_with = "int64")]
+    mod_revision: u64,
 }
 
 /// A stored key-value of etcd's answer.
@@ -398,7 +459,7 @@ impl EtcdStore {
 
     pub async fn connect_with(config: EtcdConfig, limits: HubLimits) -> Result<Self> {
         let conn = Arc::new(Connection::new(&config)?);
-        let answer = conn
+        let answer: Value = conn
             .call("/v3/kv/range", &json!({"key": b64(b"\0"), "limit": 1}))
             .await?;
         let revision = int(&answer["header"]["revision"]);
@@ -431,11 +492,10 @@ impl EtcdStore {
     }
 
     /// Calls etcd, noting its revision and whether it answered.
-    async fn call(&self, path: &str, body: &Value) -> Result<Value> {
-        match self.conn.call(path, body).await {
+    async fn call<T: DeserializeOwned + Answer>(&self, path: &str, body: &Value) -> Result<T> {
+        match self.conn.call::<T>(path, body).await {
             Ok(answer) => {
-                self.revision
-                    .fetch_max(int(&answer["header"]["revision"]), Ordering::AcqRel);
+                self.revision.fetch_max(answer.revision(), Ordering::AcqRel);
                 self.healthy.store(true, Ordering::Release);
                 Ok(answer)
             }
@@ -449,7 +509,7 @@ impl EtcdStore {
 
     /// A transaction: `compare` on `key`, `success` ops, and a read of the key on failure.
     async fn txn(&self, key: &str, compare: Value, success: Value) -> Result<(bool, Value)> {
-        let answer = self
+        let answer: Value = self
             .call(
                 "/v3/kv/txn",
                 &json!({
@@ -502,7 +562,7 @@ fn range(root: &str, prefix: &Prefix) -> (String, String) {
 impl Store for EtcdStore {
     fn get<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Option<Versioned>>> {
         Box::pin(async move {
-            let answer = self
+            let answer: Value = self
                 .call(
                     "/v3/kv/range",
                     &json!({"key": b64(self.key(key).as_bytes())}),
@@ -600,7 +660,7 @@ impl Store for EtcdStore {
             if let Some(rev) = options.at_revision.filter(|r| *r > 0) {
                 request["revision"] = json!(rev.to_string());
             }
-            let answer = match self.call("/v3/kv/range", &request).await {
+            let answer: RangeAnswer = match self.call("/v3/kv/range", &request).await {
                 Err(StoreError::Expired { .. }) => {
                     return Err(StoreError::Expired {
                         requested: options.at_revision.unwrap_or(0),
@@ -615,27 +675,31 @@ impl Store for EtcdStore {
                 }
                 other => other?,
             };
-            let mut items = Vec::new();
-            for v in answer["kvs"].as_array().into_iter().flatten() {
-                let k = kv(v)?;
-                if let Some(key) = self.object_key(&k.key) {
-                    items.push((
-                        key,
-                        Versioned {
-                            value: k.value,
-                            mod_revision: k.mod_revision,
-                        },
-                    ));
-                }
+            let mut items = Vec::with_capacity(answer.kvs.len());
+            for kv in &answer.kvs {
+                let key = decode_text(&kv.key)?;
+                let Some(key) = std::str::from_utf8(&key)
+                    .ok()
+                    .and_then(|k| self.object_key(k))
+                else {
+                    continue;
+                };
+                items.push((
+                    key,
+                    Versioned {
+                        value: decode_text(&kv.value)?,
+                        mod_revision: kv.mod_revision,
+                    },
+                ));
             }
             let revision = options
                 .at_revision
                 .filter(|r| *r > 0)
-                .unwrap_or_else(|| int(&answer["header"]["revision"]));
+                .unwrap_or(answer.header.revision);
             Ok(ListResult {
                 items,
                 revision,
-                more: answer["more"].as_bool().unwrap_or(false),
+                more: answer.more,
             })
         })
     }
