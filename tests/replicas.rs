@@ -18,7 +18,7 @@ const OBS: &str = "/apis/zen.watcher.io/v1alpha1/namespaces/default/observations
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_one_etcd_serve_one_set_of_observations() {
-    let etcd = Etcd::start();
+    let mut etcd = Etcd::start();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config");
     std::fs::create_dir_all(&config).unwrap();
@@ -146,4 +146,42 @@ async fn two_replicas_on_one_etcd_serve_one_set_of_observations() {
         assert_eq!(items.len(), 1, "{items:?}");
         assert_eq!(items[0]["status"]["count"], 2);
     }
+
+    // etcd goes away: requests fail fast with a 503 Status, readiness follows; when it is
+    // back, both replicas serve again.
+    etcd.kill();
+    let r = ca.send("GET", OBS, &[], "").await;
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["kind"], "Status");
+    assert_eq!(r.json()["reason"], "ServiceUnavailable");
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("storage is unavailable"),
+        "{}",
+        r.json()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while cb.send("GET", "/readyz", &[], "").await.status != 503 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readiness stayed true without etcd"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    etcd.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    for client in [&ca, &cb] {
+        while client.send("GET", OBS, &[], "").await.status != 200
+            || client.send("GET", "/readyz", &[], "").await.status != 200
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a replica did not recover"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert_eq!(observations(&ca, "default").await.len(), 1);
 }

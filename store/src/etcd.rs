@@ -778,6 +778,9 @@ async fn follow(
                     }
                     buf.drain(..consumed);
                 }
+                // etcd ends a watch stream only when it goes away (or compacted past it):
+                // not ready until it is opened again.
+                healthy.store(false, Ordering::Release);
             }
             Err(e) => {
                 healthy.store(false, Ordering::Release);
