@@ -102,6 +102,14 @@ async fn compacted_revisions_expire_for_lists_and_watches() {
     let mut watch = store
         .watch(Prefix::new("observations", None), store.current_revision())
         .unwrap();
+    // Once the replica's etcd watch has delivered the last write it is caught up, and etcd
+    // compacts only what it has already sent.
+    let last = store.update(key("a", "x"), b("last"), None).await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.revision, last);
     etcd.compact();
     let err = store
         .list(
