@@ -92,7 +92,7 @@ pub(crate) fn run(
     }
 }
 
-fn charge(units: u64) -> Result<(), ExecutionError> {
+pub(crate) fn charge(units: u64) -> Result<(), ExecutionError> {
     REMAINING.with(|r| match r.get() {
         Some(left) if left >= units => {
             r.set(Some(left - units));
@@ -121,6 +121,11 @@ fn size_units(v: &dyn Val) -> u64 {
     }
 }
 
+/// Units for scanning `len` bytes of text.
+pub(crate) fn string_units(len: usize) -> u64 {
+    u64::try_from(len).unwrap_or(u64::MAX) / BYTES_PER_UNIT
+}
+
 /// A function that charges for its argument and returns it untouched (moved, not copied:
 /// converting values would cost more than the evaluation being charged for).
 fn charging(base: u64) -> Function {
@@ -134,9 +139,11 @@ fn charging(base: u64) -> Function {
     })
 }
 
-/// Registers the charging functions on a context.
+/// Registers the charging functions, and `matches` with remembered patterns, on a context.
 pub(crate) fn install(ctx: &mut cel::Context<'static, 'static>) {
     // Only compile calls them; a user calling one only pays and gets the argument back.
     let _ = ctx.add_function(RANGE_FN, charging(1));
     let _ = ctx.add_function(SIZE_FN, charging(0));
+    let matches: Function = Box::new(crate::regex::matches);
+    let _ = ctx.add_function(crate::regex::MATCHES_FN, matches);
 }

@@ -8,11 +8,14 @@ use std::{
     sync::{Arc, LazyLock, Mutex},
 };
 
-use cel::common::ast::{CallExpr, EntryExpr, Expr, IdedExpr, MapExpr, StructExpr, operators};
+use cel::common::ast::{
+    CallExpr, EntryExpr, Expr, IdedExpr, LiteralValue, MapExpr, StructExpr, operators,
+};
 
 use crate::{
     CompileError, Program,
     budget::{RANGE_FN, SIZE_FN},
+    regex::{self, MATCHES_FN},
 };
 
 /// Longest expression accepted, as the CRDs bound it.
@@ -85,7 +88,11 @@ fn compile_uncached(expression: &str) -> Result<Program, CompileError> {
                     .map_err(|e| CompileError(e.to_string().replace('\n', " ")))?;
                 let mut expr = program.expression().clone();
                 let mut next_id = FIRST_ADDED_ID;
-                let depth = instrument(&mut expr, &mut next_id, 1);
+                let mut invalid = Vec::new();
+                let depth = instrument(&mut expr, &mut next_id, 1, &mut invalid);
+                if !invalid.is_empty() {
+                    return Err(CompileError(invalid.join("; ")));
+                }
                 if depth > MAX_AST_DEPTH {
                     return Err(CompileError(format!(
                         "its syntax tree is {depth} levels deep; at most {MAX_AST_DEPTH} are allowed"
@@ -103,11 +110,36 @@ fn compile_uncached(expression: &str) -> Result<Program, CompileError> {
     })
 }
 
-/// Wraps comprehension ranges and concatenations in charging calls; returns the tree's depth.
-fn instrument(node: &mut IdedExpr, next_id: &mut u64, depth: usize) -> usize {
+/// Wraps comprehension ranges and concatenations in charging calls and routes `matches` to
+/// the version that remembers patterns; returns the tree's depth. A constant pattern that
+/// does not compile is put in `invalid`, so it is refused now rather than at every call.
+fn instrument(
+    node: &mut IdedExpr,
+    next_id: &mut u64,
+    depth: usize,
+    invalid: &mut Vec<String>,
+) -> usize {
     let mut wrap_in = None;
     let below = match &mut node.expr {
         Expr::Call(call) => {
+            if call.func_name == "matches" {
+                // `text.matches(p)` and `matches(text, p)` both become `f(text, p)`.
+                if let Some(target) = call.target.take() {
+                    call.args.insert(0, *target);
+                }
+                call.func_name = MATCHES_FN.to_owned();
+                if let [
+                    _,
+                    IdedExpr {
+                        expr: Expr::Literal(LiteralValue::String(p)),
+                        ..
+                    },
+                ] = call.args.as_slice()
+                    && let Err(e) = regex::compiled(p.inner())
+                {
+                    invalid.push(format!("matches: {e}"));
+                }
+            }
             // `@result + [x]` is a comprehension's own accumulation, already charged per
             // element by its range; wrapping it would also defeat the interpreter's in-place
             // append.
@@ -118,10 +150,10 @@ fn instrument(node: &mut IdedExpr, next_id: &mut u64, depth: usize) -> usize {
             let target = call
                 .target
                 .as_deref_mut()
-                .map_or(0, |t| instrument(t, next_id, depth + 1));
+                .map_or(0, |t| instrument(t, next_id, depth + 1, invalid));
             call.args
                 .iter_mut()
-                .map(|a| instrument(a, next_id, depth + 1))
+                .map(|a| instrument(a, next_id, depth + 1, invalid))
                 .fold(target, usize::max)
         }
         Expr::Comprehension(c) => {
@@ -133,7 +165,7 @@ fn instrument(node: &mut IdedExpr, next_id: &mut u64, depth: usize) -> usize {
                 &mut c.iter_range,
             ]
             .into_iter()
-            .map(|e| instrument(e, next_id, depth + 1))
+            .map(|e| instrument(e, next_id, depth + 1, invalid))
             .fold(0, usize::max);
             let range = std::mem::take(&mut c.iter_range);
             c.iter_range = call(RANGE_FN, range, next_id);
@@ -142,17 +174,22 @@ fn instrument(node: &mut IdedExpr, next_id: &mut u64, depth: usize) -> usize {
         Expr::List(l) => l
             .elements
             .iter_mut()
-            .map(|e| instrument(e, next_id, depth + 1))
+            .map(|e| instrument(e, next_id, depth + 1, invalid))
             .fold(0, usize::max),
         Expr::Map(MapExpr { entries }) | Expr::Struct(StructExpr { entries, .. }) => entries
             .iter_mut()
             .map(|e| match &mut e.expr {
-                EntryExpr::MapEntry(entry) => instrument(&mut entry.key, next_id, depth + 1)
-                    .max(instrument(&mut entry.value, next_id, depth + 1)),
-                EntryExpr::StructField(f) => instrument(&mut f.value, next_id, depth + 1),
+                EntryExpr::MapEntry(entry) => instrument(
+                    &mut entry.key,
+                    next_id,
+                    depth + 1,
+                    invalid,
+                )
+                .max(instrument(&mut entry.value, next_id, depth + 1, invalid)),
+                EntryExpr::StructField(f) => instrument(&mut f.value, next_id, depth + 1, invalid),
             })
             .fold(0, usize::max),
-        Expr::Select(s) => instrument(&mut s.operand, next_id, depth + 1),
+        Expr::Select(s) => instrument(&mut s.operand, next_id, depth + 1, invalid),
         Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => depth,
     };
     if let Some(f) = wrap_in {

@@ -1,36 +1,47 @@
 //! JSON to CEL and back, with Kubernetes' number rules: JSON integers are CEL `int` (not
 //! `uint`), so `object.spec.rateLimit.requestsPerSecond <= 1000` compares like with like.
 
-use std::{collections::HashMap, sync::Arc};
+use std::collections::HashMap;
 
 use base64::Engine;
 use cel::{
     Value,
-    objects::{Key, Map},
+    common::{
+        types::{
+            CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt,
+        },
+        value::Val,
+    },
+    objects::Key,
 };
 use serde_json::Value as Json;
 
 use crate::EvalError;
 
-pub fn from_json(v: &Json) -> Value {
+/// A JSON value in the interpreter's own representation, built directly: going through
+/// `cel::Value` first copied every map twice.
+pub fn from_json(v: &Json) -> Box<dyn Val> {
     match v {
-        Json::Null => Value::Null,
-        Json::Bool(b) => Value::Bool(*b),
-        Json::Number(n) => n
-            .as_i64()
-            .map(Value::Int)
-            .or_else(|| n.as_u64().map(Value::UInt))
-            .or_else(|| n.as_f64().map(Value::Float))
-            .unwrap_or(Value::Null),
-        Json::String(s) => Value::String(Arc::new(s.clone())),
-        Json::Array(a) => Value::List(Arc::new(a.iter().map(from_json).collect())),
-        Json::Object(o) => {
-            let map: HashMap<Key, Value> = o
-                .iter()
-                .map(|(k, v)| (Key::String(Arc::new(k.clone())), from_json(v)))
-                .collect();
-            Value::Map(Map { map: Arc::new(map) })
+        Json::Null => Box::new(CelNull),
+        Json::Bool(b) => Box::new(CelBool::from(*b)),
+        Json::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Box::new(CelInt::from(i))
+            } else if let Some(u) = n.as_u64() {
+                Box::new(CelUInt::from(u))
+            } else if let Some(f) = n.as_f64() {
+                Box::new(CelDouble::from(f))
+            } else {
+                Box::new(CelNull)
+            }
         }
+        Json::String(s) => Box::new(CelString::from(s.clone())),
+        Json::Array(a) => Box::new(CelList::from(a.iter().map(from_json).collect::<Vec<_>>())),
+        Json::Object(o) => Box::new(CelMap::from(
+            o.iter()
+                .map(|(k, v)| (CelMapKey::from(k.clone()), from_json(v)))
+                .collect::<HashMap<_, _>>(),
+        )),
     }
 }
 

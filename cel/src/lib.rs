@@ -9,12 +9,14 @@
 mod budget;
 mod compile;
 mod convert;
+mod regex;
 
 use std::sync::{Arc, LazyLock};
 
 pub use budget::{Budget, DEFAULT_BUDGET, EVAL_STACK, with_stack};
 pub use compile::{MAX_AST_DEPTH, MAX_EXPRESSION_LENGTH, MAX_NESTING, compile};
 pub use convert::{from_json, to_json};
+pub use regex::MAX_PATTERN_LENGTH;
 
 /// A compiled expression, ready to evaluate many times.
 #[derive(Clone, Debug)]
@@ -48,7 +50,7 @@ impl Program {
         budget: &mut Budget,
     ) -> Result<serde_json::Value, EvalError> {
         let mut scope = vars.context.new_inner_scope();
-        scope.add_variable_from_value(name, from_json(value));
+        scope.add_variable_as_val(name, from_json(value));
         let value = budget::run(budget, || cel::Value::resolve(&self.expr, &scope))?;
         to_json(&value)
     }
@@ -107,7 +109,7 @@ impl Variables {
 
     /// Binds `name` to a JSON value.
     pub fn set(&mut self, name: &str, value: &serde_json::Value) {
-        self.context.add_variable_from_value(name, from_json(value));
+        self.context.add_variable_as_val(name, from_json(value));
     }
 }
 
@@ -137,6 +139,51 @@ mod tests {
         let p = compile("duration('5m')").unwrap();
         assert_eq!(p.evaluate(&v, &mut b).unwrap(), json!("300s"));
         assert!(b.spent() > 0);
+    }
+
+    #[test]
+    fn matches_in_both_forms_with_bad_patterns_refused() {
+        let v = vars(
+            json!({"name": "web-1", "re": "^[a-z]+$", "bad": "(", "long": "a".repeat(MAX_PATTERN_LENGTH + 1)}),
+        );
+        let mut b = Budget::default();
+        for (e, want) in [
+            ("payload.name.matches('^[a-z0-9-]+$')", true),
+            ("matches(payload.name, '^[a-z]+$')", false),
+            ("payload.name.matches(payload.re)", false),
+            ("payload.name.matches('web') && !'x'.matches('y')", true),
+        ] {
+            assert_eq!(
+                compile(e).unwrap().evaluate_bool(&v, &mut b),
+                Ok(want),
+                "{e}"
+            );
+        }
+        // A constant pattern is checked when the expression compiles ...
+        let err = compile("payload.name.matches('(')").unwrap_err();
+        assert!(err.0.contains("not a valid regular expression"), "{err}");
+        // ... one from the input when it runs, and so is one past the length bound.
+        for e in [
+            "payload.name.matches(payload.bad)",
+            "'a'.matches(payload.long)",
+        ] {
+            let err = compile(e).unwrap().evaluate_bool(&v, &mut b).unwrap_err();
+            assert!(
+                err.to_string().contains("not a valid regular expression")
+                    || err.to_string().contains("characters long"),
+                "{e}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn matching_is_charged_for_the_text_it_scans() {
+        let v = vars(json!({"s": "x".repeat(1 << 20), "l": (0..100).collect::<Vec<_>>()}));
+        let p = compile("payload.l.all(i, payload.s.matches('^x+$'))").unwrap();
+        assert!(matches!(
+            p.evaluate_bool(&v, &mut Budget::new(1 << 16)),
+            Err(EvalError::Budget { .. })
+        ));
     }
 
     #[test]

@@ -1,0 +1,73 @@
+//! `matches` with compiled patterns remembered. The standard library compiles the pattern on
+//! every call, which made one `name.matches('^[a-z0-9-]+$')` cost more than the rest of a
+//! policy set; compile routes every `matches` call here instead. Patterns are bounded in
+//! length and compiled size, so a pattern taken from a payload cannot exhaust memory.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock, Mutex},
+};
+
+use cel::{
+    ExecutionError, FunctionContext,
+    common::{
+        types::{CelBool, CelString},
+        value::CowVal,
+    },
+};
+
+use crate::budget::{charge, string_units};
+
+pub(crate) const MATCHES_FN: &str = "__zen_matches__";
+
+/// Longest pattern accepted, as the expressions that carry them are bounded.
+pub const MAX_PATTERN_LENGTH: usize = 1024;
+/// Compiled size of one pattern (the regex crate's own default is ten times this).
+const COMPILED_SIZE_LIMIT: usize = 1 << 20;
+/// Patterns remembered at once; past it the memory starts afresh.
+const CACHE_ENTRIES: usize = 512;
+
+static CACHE: LazyLock<Mutex<HashMap<Arc<str>, Arc<regex::Regex>>>> = LazyLock::new(Mutex::default);
+
+/// Compiles `pattern` with the bounds (or answers from the patterns seen before).
+pub(crate) fn compiled(pattern: &str) -> Result<Arc<regex::Regex>, String> {
+    if let Some(re) = CACHE.lock().unwrap_or_else(|p| p.into_inner()).get(pattern) {
+        return Ok(re.clone());
+    }
+    if pattern.len() > MAX_PATTERN_LENGTH {
+        return Err(format!(
+            "the pattern is {} characters long; at most {MAX_PATTERN_LENGTH} are allowed",
+            pattern.len()
+        ));
+    }
+    let re = regex::RegexBuilder::new(pattern)
+        .size_limit(COMPILED_SIZE_LIMIT)
+        .build()
+        .map(Arc::new)
+        .map_err(|e| format!("{pattern:?} is not a valid regular expression: {e}"))?;
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.len() >= CACHE_ENTRIES {
+        cache.clear();
+    }
+    cache.insert(Arc::from(pattern), re.clone());
+    Ok(re)
+}
+
+/// `matches(text, pattern)`, charged for the text it scans.
+pub(crate) fn matches<'c, 'a>(
+    ftx: &mut FunctionContext<'c, 'a>,
+) -> Result<CowVal<'c, 'a>, ExecutionError> {
+    let error = |message: String| ExecutionError::function_error("matches", message);
+    let [text, pattern] = ftx.args.as_slice() else {
+        return Err(ExecutionError::invalid_argument_count(2, ftx.args.len()));
+    };
+    let (Some(text), Some(pattern)) = (
+        text.as_ref().downcast_ref::<CelString>(),
+        pattern.as_ref().downcast_ref::<CelString>(),
+    ) else {
+        return Err(error("matches takes a string and a string pattern".into()));
+    };
+    charge(1 + string_units(text.inner().len()))?;
+    let re = compiled(pattern.inner()).map_err(error)?;
+    Ok(CowVal::owned(CelBool::from(re.is_match(text.inner()))))
+}
