@@ -4,7 +4,7 @@
 //! Referenced Secrets that do not exist yet are warnings, not denials: GitOps tools apply
 //! them in any order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -76,6 +76,8 @@ struct KindSchema {
     schema: Value,
     /// By schema location (`.spec.sources[*].auth`).
     rules: HashMap<String, Vec<SchemaRule>>,
+    /// Locations with rules at or below them: the walk skips the rest of the object.
+    ruled: HashSet<String>,
 }
 
 /// The schemas of both kinds, built once.
@@ -100,13 +102,15 @@ impl Checker {
                 .ok_or_else(|| format!("{} has no schema", kind.qualified()))
                 .and_then(|s| serde_json::to_value(s).map_err(|e| e.to_string()))?;
             let mut rules = HashMap::new();
-            collect_rules(&schema, String::new(), &mut rules)?;
+            let mut ruled = HashSet::new();
+            collect_rules(&schema, String::new(), &mut rules, &mut ruled)?;
             schemas.insert(
                 kind,
                 KindSchema {
                     validator: SchemaValidator::new(schema.clone())?,
                     schema,
                     rules,
+                    ruled,
                 },
             );
         }
@@ -203,12 +207,15 @@ fn missing_secrets(ingestor: &Ingestor, cluster: &dyn ClusterView) -> Vec<String
     out
 }
 
-/// Compiles every `x-kubernetes-validations` rule, keyed by its schema location.
+/// Compiles every `x-kubernetes-validations` rule, keyed by its schema location, and notes
+/// in `ruled` every location with rules at or below it; returns whether `at` is one.
 fn collect_rules(
     schema: &Value,
     at: String,
     out: &mut HashMap<String, Vec<SchemaRule>>,
-) -> Result<(), String> {
+    ruled: &mut HashSet<String>,
+) -> Result<bool, String> {
+    let mut below = false;
     if let Some(rules) = schema
         .get("x-kubernetes-validations")
         .and_then(Value::as_array)
@@ -230,17 +237,21 @@ fn collect_rules(
                     .map(str::to_owned),
             });
         }
+        below |= !compiled.is_empty();
         out.insert(at.clone(), compiled);
     }
     if let Some(props) = schema.get("properties").and_then(Value::as_object) {
         for (name, sub) in props {
-            collect_rules(sub, format!("{at}.{name}"), out)?;
+            below |= collect_rules(sub, format!("{at}.{name}"), out, ruled)?;
         }
     }
     if let Some(items) = schema.get("items") {
-        collect_rules(items, format!("{at}[*]"), out)?;
+        below |= collect_rules(items, format!("{at}[*]"), out, ruled)?;
     }
-    Ok(())
+    if below {
+        ruled.insert(at);
+    }
+    Ok(below)
 }
 
 /// Evaluates the rules along `value`, as kube-apiserver does for present values only.
@@ -253,6 +264,9 @@ fn walk_rules(
     budget: &mut Budget,
     errors: &mut Vec<String>,
 ) {
+    if !kind.ruled.contains(at) {
+        return;
+    }
     if let Some(rules) = kind.rules.get(at) {
         let mut vars = Variables::new();
         vars.set("self", value);
