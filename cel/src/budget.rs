@@ -116,14 +116,14 @@ fn size_units(v: &dyn Val) -> u64 {
         .as_sizer()
         .map_or(0, |s| u64::try_from(*s.size().inner()).unwrap_or(0));
     match v.get_type().name() {
-        "string" | "bytes" => size / BYTES_PER_UNIT,
+        "string" | "bytes" => string_units(size),
         _ => size,
     }
 }
 
-/// Units for scanning `len` bytes of text.
-pub(crate) fn string_units(len: usize) -> u64 {
-    u64::try_from(len).unwrap_or(u64::MAX) / BYTES_PER_UNIT
+/// Units for `len` bytes of text, produced or scanned.
+pub(crate) fn string_units(len: u64) -> u64 {
+    len / BYTES_PER_UNIT
 }
 
 /// A function that charges for its argument and returns it untouched (moved, not copied:

@@ -3,10 +3,7 @@
 //! depth is then bounded so evaluation (also recursive) fits any worker thread's stack. The
 //! tree is instrumented with the budget's charging calls (see `budget`).
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, LazyLock, Mutex},
-};
+use std::sync::LazyLock;
 
 use cel::common::ast::{
     CallExpr, EntryExpr, Expr, IdedExpr, LiteralValue, MapExpr, StructExpr, operators,
@@ -15,6 +12,7 @@ use cel::common::ast::{
 use crate::{
     CompileError, Program,
     budget::{RANGE_FN, SIZE_FN},
+    memo::Memo,
     regex::{self, MATCHES_FN},
 };
 
@@ -36,34 +34,14 @@ const CACHE_ENTRIES: usize = 2048;
 /// Source text remembered at once, in bytes (a tree is a small multiple of its text).
 const CACHE_BYTES: usize = 2 * 1024 * 1024;
 
-#[derive(Default)]
-struct Cache {
-    programs: HashMap<Arc<str>, Result<Program, CompileError>>,
-    bytes: usize,
-}
-
 /// Compilation is a pure function of the text, and parsing dominates an admission review
 /// (every apply of an Ingestor compiles all its expressions again): results are shared.
-static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(Mutex::default);
+static CACHE: LazyLock<Memo<Result<Program, CompileError>>> =
+    LazyLock::new(|| Memo::new(CACHE_ENTRIES, CACHE_BYTES));
 
 /// Compiles one expression (or answers from the cache of recent compilations).
 pub fn compile(expression: &str) -> Result<Program, CompileError> {
-    if let Some(known) = CACHE
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .programs
-        .get(expression)
-    {
-        return known.clone();
-    }
-    let result = compile_uncached(expression);
-    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
-    if cache.programs.len() >= CACHE_ENTRIES || cache.bytes + expression.len() > CACHE_BYTES {
-        *cache = Cache::default();
-    }
-    cache.bytes += expression.len();
-    cache.programs.insert(Arc::from(expression), result.clone());
-    result
+    CACHE.get_or_insert_with(expression, || compile_uncached(expression))
 }
 
 fn compile_uncached(expression: &str) -> Result<Program, CompileError> {

@@ -9,6 +9,7 @@
 mod budget;
 mod compile;
 mod convert;
+mod memo;
 mod regex;
 
 use std::sync::{Arc, LazyLock};

@@ -3,10 +3,7 @@
 //! policy set; compile routes every `matches` call here instead. Patterns are bounded in
 //! length and compiled size, so a pattern taken from a payload cannot exhaust memory.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, LazyLock, Mutex},
-};
+use std::sync::{Arc, LazyLock};
 
 use cel::{
     ExecutionError, FunctionContext,
@@ -16,7 +13,10 @@ use cel::{
     },
 };
 
-use crate::budget::{charge, string_units};
+use crate::{
+    budget::{charge, string_units},
+    memo::Memo,
+};
 
 pub(crate) const MATCHES_FN: &str = "__zen_matches__";
 
@@ -27,30 +27,24 @@ const COMPILED_SIZE_LIMIT: usize = 1 << 20;
 /// Patterns remembered at once; past it the memory starts afresh.
 const CACHE_ENTRIES: usize = 512;
 
-static CACHE: LazyLock<Mutex<HashMap<Arc<str>, Arc<regex::Regex>>>> = LazyLock::new(Mutex::default);
+static CACHE: LazyLock<Memo<Result<Arc<regex::Regex>, String>>> =
+    LazyLock::new(|| Memo::new(CACHE_ENTRIES, CACHE_ENTRIES * MAX_PATTERN_LENGTH));
 
 /// Compiles `pattern` with the bounds (or answers from the patterns seen before).
 pub(crate) fn compiled(pattern: &str) -> Result<Arc<regex::Regex>, String> {
-    if let Some(re) = CACHE.lock().unwrap_or_else(|p| p.into_inner()).get(pattern) {
-        return Ok(re.clone());
-    }
     if pattern.len() > MAX_PATTERN_LENGTH {
         return Err(format!(
             "the pattern is {} characters long; at most {MAX_PATTERN_LENGTH} are allowed",
             pattern.len()
         ));
     }
-    let re = regex::RegexBuilder::new(pattern)
-        .size_limit(COMPILED_SIZE_LIMIT)
-        .build()
-        .map(Arc::new)
-        .map_err(|e| format!("{pattern:?} is not a valid regular expression: {e}"))?;
-    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
-    if cache.len() >= CACHE_ENTRIES {
-        cache.clear();
-    }
-    cache.insert(Arc::from(pattern), re.clone());
-    Ok(re)
+    CACHE.get_or_insert_with(pattern, || {
+        regex::RegexBuilder::new(pattern)
+            .size_limit(COMPILED_SIZE_LIMIT)
+            .build()
+            .map(Arc::new)
+            .map_err(|e| format!("{pattern:?} is not a valid regular expression: {e}"))
+    })
 }
 
 /// `matches(text, pattern)`, charged for the text it scans.
@@ -67,7 +61,7 @@ pub(crate) fn matches<'c, 'a>(
     ) else {
         return Err(error("matches takes a string and a string pattern".into()));
     };
-    charge(1 + string_units(text.inner().len()))?;
+    charge(1 + string_units(u64::try_from(text.inner().len()).unwrap_or(u64::MAX)))?;
     let re = compiled(pattern.inner()).map_err(error)?;
     Ok(CowVal::owned(CelBool::from(re.is_match(text.inner()))))
 }
