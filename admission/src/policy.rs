@@ -458,7 +458,7 @@ mod tests {
         let (set, failed) = PolicySet::compile(&[p]);
         assert!(failed.is_empty());
         let mut vars = Variables::new();
-        vars.set("object", &json!({"kind": "Ingestor", "n": 7}));
+        vars.set_owned("object", json!({"kind": "Ingestor", "n": 7}));
         let out = set.validate(None, &vars, &mut Budget::default());
         assert!(out.denials.is_empty());
         assert_eq!(

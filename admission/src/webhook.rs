@@ -110,14 +110,12 @@ impl Admission {
                 format!("a {} request carries no object", request.operation.as_str()),
             );
         };
-        zen_cel::with_stack(|| {
-            let mut budget = Budget::default();
-            match (mode, kind) {
-                (Mode::Validate, _) => self.validate(kind, request, object, &mut budget),
-                (Mode::Mutate, Kind::Ingestor) => self.mutate(request, object, &mut budget),
-                (Mode::Mutate, Kind::IngestorPolicy) => AdmissionResponse::allow(uid),
-            }
-        })
+        let mut budget = Budget::default();
+        match (mode, kind) {
+            (Mode::Validate, _) => self.validate(kind, request, object, &mut budget),
+            (Mode::Mutate, Kind::Ingestor) => self.mutate(request, object, &mut budget),
+            (Mode::Mutate, Kind::IngestorPolicy) => AdmissionResponse::allow(uid),
+        }
     }
 
     fn validate(
@@ -212,16 +210,16 @@ impl Admission {
 }
 
 /// `object`, `oldObject` and `request`, converted to CEL once for every expression.
-fn variables(request: &AdmissionRequest, object: &Value) -> Variables {
+fn variables<'a>(request: &'a AdmissionRequest, object: &'a Value) -> Variables<'a> {
     let mut vars = Variables::new();
     vars.set("object", object);
     vars.set(
         "oldObject",
         request.old_object.as_ref().unwrap_or(&Value::Null),
     );
-    vars.set(
+    vars.set_owned(
         "request",
-        &json!({
+        json!({
             "operation": request.operation.as_str(),
             "namespace": request.namespace.clone().unwrap_or_default(),
             "name": request.name.clone().unwrap_or_default(),

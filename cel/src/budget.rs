@@ -36,7 +36,7 @@ pub(crate) const SIZE_FN: &str = "__zen_sized__";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
     limit: u64,
-    remaining: u64,
+    pub(crate) remaining: u64,
 }
 
 impl Budget {

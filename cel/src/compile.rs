@@ -3,7 +3,7 @@
 //! depth is then bounded so evaluation (also recursive) fits any worker thread's stack. The
 //! tree is instrumented with the budget's charging calls (see `budget`).
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use cel::common::ast::{
     CallExpr, EntryExpr, Expr, IdedExpr, LiteralValue, MapExpr, StructExpr, operators,
@@ -84,6 +84,7 @@ fn compile_uncached(expression: &str) -> Result<Program, CompileError> {
     })?;
     Ok(Program {
         source: expression.into(),
+        direct: crate::direct::lower(&expr).map(Arc::new),
         expr: expr.into(),
     })
 }

@@ -82,7 +82,7 @@ pub fn to_json(v: &Value) -> Result<Json, EvalError> {
 }
 
 /// Go's duration syntax in seconds (`300s`, `1.5s`), which Kubernetes duration fields accept.
-fn format_duration(d: chrono::Duration) -> String {
+pub(crate) fn format_duration(d: chrono::Duration) -> String {
     let nanos = d.num_nanoseconds().unwrap_or(i64::MAX);
     if nanos % 1_000_000_000 == 0 {
         format!("{}s", nanos / 1_000_000_000)

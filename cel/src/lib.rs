@@ -9,21 +9,29 @@
 mod budget;
 mod compile;
 mod convert;
+mod direct;
 mod memo;
 mod regex;
 
-use std::sync::{Arc, LazyLock};
+use std::{
+    borrow::Cow,
+    cell::OnceCell,
+    sync::{Arc, LazyLock},
+};
 
 pub use budget::{Budget, DEFAULT_BUDGET, EVAL_STACK, with_stack};
 pub use compile::{MAX_AST_DEPTH, MAX_EXPRESSION_LENGTH, MAX_NESTING, compile};
 pub use convert::{from_json, to_json};
 pub use regex::MAX_PATTERN_LENGTH;
+use serde_json::Value as Json;
 
 /// A compiled expression, ready to evaluate many times.
 #[derive(Clone, Debug)]
 pub struct Program {
     source: Arc<str>,
     expr: Arc<cel::IdedExpr>,
+    /// The same tree for direct evaluation, where it covers every node (see `direct`).
+    direct: Option<Arc<direct::Node>>,
 }
 
 impl Program {
@@ -31,14 +39,17 @@ impl Program {
         &self.source
     }
 
+    /// Whether evaluations of this expression can skip the interpreter.
+    pub fn is_direct(&self) -> bool {
+        self.direct.is_some()
+    }
+
     /// Evaluates against `vars`, charging `budget`; the result converted to JSON.
-    pub fn evaluate(
-        &self,
-        vars: &Variables,
-        budget: &mut Budget,
-    ) -> Result<serde_json::Value, EvalError> {
-        let value = budget::run(budget, || cel::Value::resolve(&self.expr, &vars.context))?;
-        to_json(&value)
+    pub fn evaluate(&self, vars: &Variables, budget: &mut Budget) -> Result<Json, EvalError> {
+        if let Some(v) = self.direct(vars, None, budget, |v| v.to_json()) {
+            return Ok(v);
+        }
+        self.evaluate_reference(vars, budget)
     }
 
     /// Evaluates with one more variable bound on top of `vars` (an array element, say),
@@ -47,10 +58,13 @@ impl Program {
         &self,
         vars: &Variables,
         name: &str,
-        value: &serde_json::Value,
+        value: &Json,
         budget: &mut Budget,
-    ) -> Result<serde_json::Value, EvalError> {
-        let mut scope = vars.context.new_inner_scope();
+    ) -> Result<Json, EvalError> {
+        if let Some(v) = self.direct(vars, Some((name, value)), budget, |v| v.to_json()) {
+            return Ok(v);
+        }
+        let mut scope = vars.context().new_inner_scope();
         scope.add_variable_as_val(name, from_json(value));
         let value = budget::run(budget, || cel::Value::resolve(&self.expr, &scope))?;
         to_json(&value)
@@ -58,13 +72,47 @@ impl Program {
 
     /// Evaluates to a boolean; anything else is an error.
     pub fn evaluate_bool(&self, vars: &Variables, budget: &mut Budget) -> Result<bool, EvalError> {
-        match budget::run(budget, || cel::Value::resolve(&self.expr, &vars.context))? {
+        let boolean = |v| match v {
+            direct::Val::Bool(b) => Ok(b),
+            _ => Err(direct::Unknown),
+        };
+        if let Some(b) = self.direct(vars, None, budget, boolean) {
+            return Ok(b);
+        }
+        match budget::run(budget, || cel::Value::resolve(&self.expr, vars.context()))? {
             cel::Value::Bool(b) => Ok(b),
             other => Err(EvalError::Type {
                 want: "bool",
                 got: other.type_of().to_string(),
             }),
         }
+    }
+
+    /// Evaluates with the interpreter only: the reference the direct evaluation agrees
+    /// with, for tests and fuzzing.
+    #[doc(hidden)]
+    pub fn evaluate_reference(
+        &self,
+        vars: &Variables,
+        budget: &mut Budget,
+    ) -> Result<Json, EvalError> {
+        let value = budget::run(budget, || cel::Value::resolve(&self.expr, vars.context()))?;
+        to_json(&value)
+    }
+
+    /// The direct evaluation's finished result, charged to `budget`; `None` (and nothing
+    /// charged) where the interpreter must decide.
+    fn direct<'a, T>(
+        &'a self,
+        vars: &'a Variables<'a>,
+        extra: Option<(&'a str, &'a Json)>,
+        budget: &mut Budget,
+        finish: impl FnOnce(direct::Val<'a>) -> Result<T, direct::Unknown>,
+    ) -> Option<T> {
+        let node = self.direct.as_deref()?;
+        let (out, left) = direct::evaluate(node, vars, extra, budget.remaining, finish)?;
+        budget.remaining = left;
+        Some(out)
     }
 }
 
@@ -86,31 +134,64 @@ pub enum EvalError {
 #[error("{0}")]
 pub struct CompileError(pub String);
 
-/// The variables of one evaluation (`object`, `payload`, ...), converted to CEL once and
-/// shared by every expression evaluated against them.
-pub struct Variables {
-    context: cel::Context<'static, 'static>,
+/// The variables of one evaluation (`object`, `payload`, ...), shared by every expression
+/// evaluated against them: read in place by direct evaluation, converted for the
+/// interpreter once, on its first use.
+pub struct Variables<'a> {
+    values: Vec<(String, Cow<'a, Json>)>,
+    context: OnceCell<cel::Context<'static, 'static>>,
 }
 
 /// The standard library, built once: building it registers hundreds of overloads.
 static ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| Arc::new(cel::Env::stdlib()));
 
-impl Default for Variables {
+impl Default for Variables<'_> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Variables {
+impl<'a> Variables<'a> {
     pub fn new() -> Self {
-        let mut context = cel::Context::with_env(ENV.clone());
-        budget::install(&mut context);
-        Self { context }
+        Self {
+            values: Vec::new(),
+            context: OnceCell::new(),
+        }
     }
 
-    /// Binds `name` to a JSON value.
-    pub fn set(&mut self, name: &str, value: &serde_json::Value) {
-        self.context.add_variable_as_val(name, from_json(value));
+    /// Binds `name` to a JSON value, borrowed.
+    pub fn set(&mut self, name: &str, value: &'a Json) {
+        self.bind(name, Cow::Borrowed(value));
+    }
+
+    /// Binds `name` to a JSON value the variables keep.
+    pub fn set_owned(&mut self, name: &str, value: Json) {
+        self.bind(name, Cow::Owned(value));
+    }
+
+    fn bind(&mut self, name: &str, value: Cow<'a, Json>) {
+        self.values.retain(|(n, _)| n != name);
+        self.values.push((name.to_owned(), value));
+        self.context = OnceCell::new();
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&Json> {
+        self.values
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// The interpreter's context, converted on first use.
+    fn context(&self) -> &cel::Context<'static, 'static> {
+        self.context.get_or_init(|| {
+            let mut context = cel::Context::with_env(ENV.clone());
+            budget::install(&mut context);
+            for (name, value) in &self.values {
+                context.add_variable_as_val(name.as_str(), from_json(value));
+            }
+            context
+        })
     }
 }
 
@@ -120,9 +201,9 @@ mod tests {
 
     use super::*;
 
-    fn vars(payload: serde_json::Value) -> Variables {
+    fn vars(payload: serde_json::Value) -> Variables<'static> {
         let mut v = Variables::new();
-        v.set("payload", &payload);
+        v.set_owned("payload", payload);
         v
     }
 
@@ -140,6 +221,125 @@ mod tests {
         let p = compile("duration('5m')").unwrap();
         assert_eq!(p.evaluate(&v, &mut b).unwrap(), json!("300s"));
         assert!(b.spent() > 0);
+    }
+
+    /// What policies and CRD rules are made of runs without the interpreter, with its
+    /// answers and charges.
+    #[test]
+    fn policy_expressions_evaluate_directly_as_the_interpreter_does() {
+        let object = json!({
+            "metadata": {"name": "web", "namespace": "team-a", "labels": {"app": "x"}},
+            "spec": {
+                "sources": [
+                    {"name": "github", "type": "webhook", "auth": {"type": "hmac", "secretRef": {"name": "s"}},
+                     "rateLimit": {"requestsPerSecond": 50, "burst": 100}},
+                    {"name": "events", "type": "kubernetesEvents"}
+                ],
+                "ttl": {"default": "24h", "max": "720h"},
+                "mapping": {"severity": "'high'"}
+            }
+        });
+        let mut v = Variables::new();
+        v.set("object", &object);
+        v.set_owned("request", json!({"operation": "CREATE", "namespace": "team-a", "userInfo": {"username": "alice"}}));
+        v.set_owned("oldObject", serde_json::Value::Null);
+        for (e, want) in [
+            (
+                "object.spec.sources.all(s, !has(s.rateLimit) || s.rateLimit.requestsPerSecond <= 1000)",
+                json!(true),
+            ),
+            (
+                "!has(object.spec.ttl) || !has(object.spec.ttl.max) || duration(object.spec.ttl.max) <= duration('720h')",
+                json!(true),
+            ),
+            (
+                "object.spec.sources.all(s, s.type != 'webhook' || s.auth.type != 'none')",
+                json!(true),
+            ),
+            (
+                "object.spec.sources.all(s, s.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))",
+                json!(true),
+            ),
+            (
+                "object.spec.sources.map(s, s.name).all(n, object.spec.sources.exists_one(t, t.name == n))",
+                json!(true),
+            ),
+            (
+                "!has(object.metadata.labels) || object.metadata.labels.all(k, k.size() <= 63)",
+                json!(true),
+            ),
+            (
+                "!has(object.metadata.labels) || !('zen.watcher.io/frozen' in object.metadata.labels)",
+                json!(true),
+            ),
+            (
+                "request.operation in ['CREATE', 'UPDATE'] && request.userInfo.username != 'system:anonymous'",
+                json!(true),
+            ),
+            (
+                "request.operation != 'UPDATE' || object.metadata.name == oldObject.metadata.name",
+                json!(true),
+            ),
+            (
+                "'Ingestor ' + object.metadata.name + ' in ' + request.namespace",
+                json!("Ingestor web in team-a"),
+            ),
+            (
+                "has(object.spec.ttl) && duration(object.spec.ttl.max) < duration('168h') ? object.spec.ttl.max : '168h'",
+                json!("168h"),
+            ),
+            (
+                "object.spec.sources[0].type == 'webhook' ? {'requestsPerSecond': 50, 'burst': 100} : null",
+                json!({"requestsPerSecond": 50, "burst": 100}),
+            ),
+            (
+                "object.spec.sources.filter(s, s.type == 'webhook').map(s, s.name + '!')",
+                json!(["github!"]),
+            ),
+            (
+                "size(object.spec.sources) * 10 / 3 - 1 + object.spec.sources.size() % 2",
+                json!(5),
+            ),
+            (
+                "string(size(object.metadata.name)) + 'x' == '3x' && object.metadata.name.startsWith('w') && 'web'.endsWith('b') && object.metadata.name.contains('e')",
+                json!(true),
+            ),
+            (
+                "!object.spec.sources.exists(s, s.type == 'webhook') || has(object.spec.mapping)",
+                json!(true),
+            ),
+            (
+                "object.spec.sources.exists(s, s.type == 'webhook' || s.type == 'kubernetesEvents')",
+                json!(true),
+            ),
+        ] {
+            let p = compile(e).unwrap();
+            assert!(p.is_direct(), "{e}");
+            let (mut direct, mut reference) = (Budget::default(), Budget::default());
+            assert_eq!(p.evaluate(&v, &mut direct), Ok(want.clone()), "{e}");
+            assert_eq!(p.evaluate_reference(&v, &mut reference), Ok(want), "{e}");
+            assert_eq!(direct.spent(), reference.spent(), "{e}");
+        }
+        // Where the direct evaluation cannot answer, the interpreter does, with its message.
+        for e in [
+            "object.spec.nope == 1",
+            "object.metadata.name + 1",
+            "1 == 1u",
+        ] {
+            let p = compile(e).unwrap();
+            assert!(p.is_direct(), "{e}");
+            assert_eq!(
+                p.evaluate(&v, &mut Budget::default()),
+                p.evaluate_reference(&v, &mut Budget::default()),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            compile("1 == 1u")
+                .unwrap()
+                .evaluate(&v, &mut Budget::default()),
+            Ok(json!(true))
+        );
     }
 
     #[test]

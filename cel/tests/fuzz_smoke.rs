@@ -78,9 +78,9 @@ const N: i64 = 7;
 const S: &str = "zen";
 const L: [i64; 5] = [3, 1, 4, 1, 5];
 
-fn variables() -> Variables {
+fn variables() -> Variables<'static> {
     let mut v = Variables::new();
-    v.set("payload", &payload());
+    v.set_owned("payload", payload());
     v
 }
 
@@ -438,11 +438,12 @@ fn generated_expressions_evaluate_to_their_values() {
     let iterations = env_u64("ZEN_FUZZ_ITERATIONS", 1500);
     let mut rng = Rng::new(seed);
     let vars = variables();
-    let (mut values, mut errors) = (0, 0);
+    let (mut values, mut errors, mut direct) = (0, 0, 0);
     for i in 0..iterations {
         let (expr, want) = gen_typed(&mut rng);
         let what = format!("iteration {i} of seed {seed}: {expr}");
         let program = compile(&expr).unwrap_or_else(|e| panic!("{what}: does not compile: {e}"));
+        direct += usize::from(program.is_direct());
         let mut budget = Budget::default();
         let got = program.evaluate(&vars, &mut budget);
         match (want.json(), &got) {
@@ -470,8 +471,12 @@ fn generated_expressions_evaluate_to_their_values() {
             "{what}"
         );
     }
-    eprintln!("seed {seed}: {values} values, {errors} expected errors");
+    eprintln!(
+        "seed {seed}: {values} values, {errors} expected errors, {direct} evaluated directly"
+    );
     assert!(values > iterations as usize / 2, "{values} values");
+    // The grammar is what policies are made of: all of it runs without the interpreter.
+    assert_eq!(direct, iterations as usize, "evaluated directly");
     assert!(errors > 0, "no overflow or division by zero generated");
 }
 
@@ -677,6 +682,8 @@ struct Outcomes {
     values: usize,
     errors: usize,
     over_budget: usize,
+    /// Values the direct evaluation gave, checked against the interpreter's.
+    direct: usize,
 }
 
 /// Checks one evaluation's outcome; `budget` is the one it ran with.
@@ -736,6 +743,20 @@ fn same_json(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// Lists with the same elements in another order: a comprehension over a map visits its
+/// keys in the interpreter's hash order, and in the input's order when evaluated directly.
+fn same_elements(a: &Value, b: &Value) -> bool {
+    let (Value::Array(a), Value::Array(b)) = (a, b) else {
+        return false;
+    };
+    let sorted = |l: &[Value]| {
+        let mut l: Vec<String> = l.iter().map(Value::to_string).collect();
+        l.sort();
+        l
+    };
+    sorted(a) == sorted(b)
+}
+
 /// The start of a long message.
 fn short(s: &str) -> String {
     s.chars().take(300).collect()
@@ -757,6 +778,35 @@ fn run_any(rng: &mut Rng, vars: &Variables, expr: &str, what: &str, out: &mut Ou
     let mut budget = Budget::new(BUDGET);
     let first = program.evaluate(vars, &mut budget);
     check(what, &first, &budget, out);
+    // Direct evaluation answers as the interpreter does, charging the same. Lists built
+    // from maps follow the interpreter's hash order, so those are not compared.
+    let mut reference_budget = Budget::new(BUDGET);
+    let reference = program.evaluate_reference(vars, &mut reference_budget);
+    if !expr.contains('{') {
+        match (&first, &reference) {
+            (Ok(a), Ok(b)) => {
+                assert!(
+                    same_json(a, b) || same_elements(a, b),
+                    "{what}: direct {a}, interpreter {b}"
+                );
+                assert_eq!(budget.spent(), reference_budget.spent(), "{what}: spent");
+                out.direct += usize::from(program.is_direct());
+            }
+            // Messages may print map operands in hash order: errors compare by kind.
+            (Err(a), Err(b)) => assert_eq!(
+                std::mem::discriminant(a),
+                std::mem::discriminant(b),
+                "{what}: {}; {}",
+                short(&a.to_string()),
+                short(&b.to_string())
+            ),
+            (a, b) => panic!(
+                "{what}: direct {}, interpreter {}",
+                short(&format!("{a:?}")),
+                short(&format!("{b:?}"))
+            ),
+        }
+    }
     // The same program again on a fresh budget: nothing carried over from the first run
     // (map literals iterate in a different order each time, so only expressions without
     // them are compared).
@@ -823,6 +873,7 @@ fn random_and_mutated_expressions_end_cleanly() {
     // The run reached every outcome.
     assert!(out.refused > 0 && out.values > 0, "{out:?}");
     assert!(out.errors > 0 && out.over_budget > 0, "{out:?}");
+    assert!(out.direct > out.values / 10, "{out:?}");
 }
 
 #[test]

@@ -57,6 +57,10 @@ pub enum Object {
 
 /// Decodes one JSON value into `T`, naming the failing field.
 pub fn decode<T: DeserializeOwned>(value: &Value) -> Result<T, DecodeError> {
+    // Tracking the path costs as much as decoding: only a failure is decoded again with it.
+    if let Ok(decoded) = T::deserialize(value) {
+        return Ok(decoded);
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
         DecodeError {

@@ -2,7 +2,7 @@
 //! `payload` (and `self`). Each expression that compiles is evaluated with a small budget.
 //!
 //! Properties checked besides "no panic, no hang, no stack overflow": a result converts to
-//! JSON that serializes; a budget error names the budget given; an expression over the
+//! JSON that serializes and is the interpreter's; a budget error names the budget given; an expression over the
 //! length limit never compiles.
 
 #![no_main]
@@ -53,6 +53,15 @@ fuzz_target!(|data: &[u8]| {
     zen_cel::with_stack(|| {
         let mut budget = Budget::new(BUDGET);
         let r = program.evaluate(&vars, &mut budget);
+        // Direct evaluation gives the interpreter's value (maps aside: the interpreter
+        // iterates them in hash order).
+        if let Ok(v) = &r
+            && !expression.contains('{')
+            && let Ok(w) = program.evaluate_reference(&vars, &mut Budget::new(BUDGET))
+            && !v.is_array()
+        {
+            assert_eq!(v, &w, "direct and interpreted results differ");
+        }
         outcome(r, &budget);
         let mut budget = Budget::new(BUDGET);
         let r = program.evaluate_with(&vars, "self", &payload, &mut budget);

@@ -1,0 +1,299 @@
+//! Walks a lowered tree over borrowed inputs, charging the budget as the interpreter's
+//! instrumented tree would.
+
+use std::rc::Rc;
+
+use serde_json::Value as Json;
+
+use super::{
+    lower::{Append, Fold, Func, Lit, Node, Op},
+    value::{Outcome, Unknown, Val, compare, equal},
+};
+use crate::{Variables, budget::string_units};
+
+/// One evaluation: the inputs, the comprehension variables in scope and what is left of
+/// the budget.
+pub(crate) struct Eval<'a> {
+    inputs: &'a Variables<'a>,
+    scope: Vec<(&'a str, Val<'a>)>,
+    pub(crate) remaining: u64,
+}
+
+impl<'a> Eval<'a> {
+    pub(crate) fn new(inputs: &'a Variables<'a>, remaining: u64) -> Self {
+        Self {
+            inputs,
+            scope: Vec::new(),
+            remaining,
+        }
+    }
+
+    /// Binds `name` over the inputs for the whole evaluation.
+    pub(crate) fn bind(&mut self, name: &'a str, value: &'a Json) {
+        self.scope.push((name, Val::of(value)));
+    }
+
+    fn charge(&mut self, units: u64) -> Result<(), Unknown> {
+        match self.remaining.checked_sub(units) {
+            Some(left) => {
+                self.remaining = left;
+                Ok(())
+            }
+            None => {
+                self.remaining = 0;
+                Err(Unknown)
+            }
+        }
+    }
+
+    fn ident(&self, name: &str) -> Outcome<'a> {
+        if let Some((_, v)) = self.scope.iter().rev().find(|(n, _)| *n == name) {
+            return Ok(v.clone());
+        }
+        self.inputs.get(name).map(Val::of).ok_or(Unknown)
+    }
+
+    pub(crate) fn eval(&mut self, node: &'a Node) -> Outcome<'a> {
+        match node {
+            Node::Lit(l) => Ok(match l {
+                Lit::Null => Val::Null,
+                Lit::Bool(b) => Val::Bool(*b),
+                Lit::Int(i) => Val::Int(*i),
+                Lit::Uint(u) => Val::Uint(*u),
+                Lit::Double(d) => Val::Double(*d),
+                Lit::Str(s) => Val::Str(s),
+                Lit::Duration(d) => Val::Duration(*d),
+            }),
+            Node::Ident(name) => self.ident(name),
+            Node::Select(operand, field) => self.eval(operand)?.field(field),
+            Node::Has(operand, field) => self.eval(operand)?.has(field),
+            Node::Not(x) => match self.eval(x)? {
+                Val::Bool(b) => Ok(Val::Bool(!b)),
+                _ => Err(Unknown),
+            },
+            Node::Neg(x) => match self.eval(x)? {
+                Val::Int(i) => i.checked_neg().map(Val::Int).ok_or(Unknown),
+                Val::Double(d) => Ok(Val::Double(-d)),
+                _ => Err(Unknown),
+            },
+            // An error or a non-boolean counts as true; `Unknown` may be a plain `false`.
+            Node::NotStrictlyFalse(x) => match self.eval(x)? {
+                Val::Bool(b) => Ok(Val::Bool(b)),
+                _ => Ok(Val::Bool(true)),
+            },
+            Node::And(pair) => self.logical(pair, false),
+            Node::Or(pair) => self.logical(pair, true),
+            Node::Cond(parts) => match self.eval(&parts[0])? {
+                Val::Bool(true) => self.eval(&parts[1]),
+                Val::Bool(false) => self.eval(&parts[2]),
+                _ => Err(Unknown),
+            },
+            Node::Binary(op, pair) => {
+                let a = self.eval(&pair[0])?;
+                let b = self.eval(&pair[1])?;
+                binary(*op, a, b)
+            }
+            Node::Call(func, args) => self.call(*func, args),
+            Node::List(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    out.push(self.eval(item)?);
+                }
+                Ok(Val::List(Rc::new(out)))
+            }
+            Node::Map(entries) => {
+                let mut out: Vec<(Val<'a>, Val<'a>)> = Vec::with_capacity(entries.len());
+                for (k, v) in entries {
+                    let key = self.eval(k)?;
+                    if !matches!(key, Val::Int(_) | Val::Uint(_) | Val::Bool(_))
+                        && key.as_str().is_none()
+                    {
+                        return Err(Unknown);
+                    }
+                    let value = self.eval(v)?;
+                    // A repeated key, or keys the interpreter may take for one.
+                    if out.iter().any(|(seen, _)| equal(seen, &key) != Ok(false)) {
+                        return Err(Unknown);
+                    }
+                    out.push((key, value));
+                }
+                Ok(Val::Map(Rc::new(out)))
+            }
+            Node::Fold(fold) => self.fold(fold),
+            Node::Append(append) => self.append(append),
+        }
+    }
+
+    /// `&&` (`absorbing` false) and `||` (true), commutative over errors as in CEL: the
+    /// absorbing value on either side decides, whatever the other side is.
+    fn logical(&mut self, pair: &'a [Node; 2], absorbing: bool) -> Outcome<'a> {
+        let left = self.eval(&pair[0]);
+        if matches!(left, Ok(Val::Bool(b)) if b == absorbing) {
+            return Ok(Val::Bool(absorbing));
+        }
+        match (left, self.eval(&pair[1])?) {
+            (_, Val::Bool(b)) if b == absorbing => Ok(Val::Bool(absorbing)),
+            (Ok(Val::Bool(_)), Val::Bool(b)) => Ok(Val::Bool(b)),
+            _ => Err(Unknown),
+        }
+    }
+
+    fn call(&mut self, func: Func, args: &'a [Node]) -> Outcome<'a> {
+        let mut vals = Vec::with_capacity(args.len());
+        for a in args {
+            vals.push(self.eval(a)?);
+        }
+        let text = |i: usize| vals.get(i).and_then(Val::as_str).ok_or(Unknown);
+        Ok(match func {
+            Func::Size => {
+                let size = vals.first().and_then(Val::size).ok_or(Unknown)?;
+                Val::Int(i64::try_from(size).map_err(|_| Unknown)?)
+            }
+            Func::StartsWith => Val::Bool(text(0)?.starts_with(text(1)?)),
+            Func::EndsWith => Val::Bool(text(0)?.ends_with(text(1)?)),
+            Func::Contains => Val::Bool(text(0)?.contains(text(1)?)),
+            Func::Matches => {
+                let (s, pattern) = (text(0)?, text(1)?);
+                self.charge(1 + string_units(u64::try_from(s.len()).unwrap_or(u64::MAX)))?;
+                let re = crate::regex::compiled(pattern).map_err(|_| Unknown)?;
+                Val::Bool(re.is_match(s))
+            }
+            Func::Duration => Val::Duration(super::duration_of(text(0)?).ok_or(Unknown)?),
+            Func::String => match vals.first() {
+                Some(Val::Int(i)) => Val::String(i.to_string().into()),
+                Some(Val::Uint(u)) => Val::String(u.to_string().into()),
+                Some(s @ (Val::Str(_) | Val::String(_))) => s.clone(),
+                _ => return Err(Unknown),
+            },
+            Func::Sized | Func::Range => {
+                let v = vals.pop().ok_or(Unknown)?;
+                let base = u64::from(func == Func::Range);
+                self.charge(base + v.units())?;
+                v
+            }
+        })
+    }
+
+    fn fold(&mut self, f: &'a Fold) -> Outcome<'a> {
+        let accu = self.eval(&f.init)?;
+        let items = self.eval(&f.range)?.items()?;
+        let depth = self.scope.len();
+        self.scope.push((&f.accu_var, accu));
+        let out = self.fold_items(f, items, depth);
+        self.scope.truncate(depth);
+        out
+    }
+
+    fn fold_items(&mut self, f: &'a Fold, items: Vec<Val<'a>>, accu_at: usize) -> Outcome<'a> {
+        let iter_at = accu_at + 1;
+        self.scope.push((&f.iter_var, Val::Null));
+        // A step that failed, pending until a later one overrules it.
+        let mut pending = false;
+        for item in items {
+            match self.eval(&f.cond)? {
+                Val::Bool(true) => {}
+                Val::Bool(false) => break,
+                _ => return Err(Unknown),
+            }
+            self.scope[iter_at].1 = item;
+            match self.eval(&f.step) {
+                Err(Unknown) if f.absorbing.is_some() => pending = true,
+                Err(Unknown) => return Err(Unknown),
+                Ok(accu) => {
+                    let overrules =
+                        matches!((&accu, f.absorbing), (Val::Bool(b), Some(a)) if *b == a);
+                    if !pending || overrules {
+                        pending = false;
+                        self.scope[accu_at].1 = accu;
+                    }
+                }
+            }
+        }
+        if pending {
+            return Err(Unknown);
+        }
+        self.scope.truncate(iter_at);
+        self.eval(&f.result)
+    }
+
+    fn append(&mut self, a: &'a Append) -> Outcome<'a> {
+        let items = self.eval(&a.range)?.items()?;
+        let depth = self.scope.len();
+        self.scope.push((&a.iter_var, Val::Null));
+        let mut out = Vec::with_capacity(items.len());
+        let result = (|| {
+            for item in items {
+                self.scope[depth].1 = item;
+                if let Some(guard) = &a.guard {
+                    match self.eval(guard)? {
+                        Val::Bool(true) => {}
+                        Val::Bool(false) => continue,
+                        _ => return Err(Unknown),
+                    }
+                }
+                for x in &a.items {
+                    out.push(self.eval(x)?);
+                }
+            }
+            Ok(())
+        })();
+        self.scope.truncate(depth);
+        result.map(|()| Val::List(Rc::new(out)))
+    }
+}
+
+fn binary<'a>(op: Op, a: Val<'a>, b: Val<'a>) -> Outcome<'a> {
+    use std::cmp::Ordering::*;
+    Ok(match op {
+        Op::Eq => Val::Bool(equal(&a, &b)?),
+        Op::Ne => Val::Bool(!equal(&a, &b)?),
+        Op::Lt => Val::Bool(compare(&a, &b)? == Less),
+        Op::Le => Val::Bool(compare(&a, &b)? != Greater),
+        Op::Gt => Val::Bool(compare(&a, &b)? == Greater),
+        Op::Ge => Val::Bool(compare(&a, &b)? != Less),
+        Op::In => Val::Bool(b.contains(&a)?),
+        Op::Index => a.index(&b)?,
+        Op::Add => match (&a, &b) {
+            (Val::Int(x), Val::Int(y)) => Val::Int(x.checked_add(*y).ok_or(Unknown)?),
+            (Val::Uint(x), Val::Uint(y)) => Val::Uint(x.checked_add(*y).ok_or(Unknown)?),
+            (Val::Double(x), Val::Double(y)) => Val::Double(x + y),
+            _ => match (a.as_str(), b.as_str()) {
+                (Some(x), Some(y)) => Val::String(format!("{x}{y}").into()),
+                _ => {
+                    let (Val::List(_) | Val::Json(Json::Array(_))) = a else {
+                        return Err(Unknown);
+                    };
+                    let (Val::List(_) | Val::Json(Json::Array(_))) = b else {
+                        return Err(Unknown);
+                    };
+                    let mut out = a.items()?;
+                    out.extend(b.items()?);
+                    Val::List(Rc::new(out))
+                }
+            },
+        },
+        Op::Sub => match (a, b) {
+            (Val::Int(x), Val::Int(y)) => Val::Int(x.checked_sub(y).ok_or(Unknown)?),
+            (Val::Uint(x), Val::Uint(y)) => Val::Uint(x.checked_sub(y).ok_or(Unknown)?),
+            (Val::Double(x), Val::Double(y)) => Val::Double(x - y),
+            _ => return Err(Unknown),
+        },
+        Op::Mul => match (a, b) {
+            (Val::Int(x), Val::Int(y)) => Val::Int(x.checked_mul(y).ok_or(Unknown)?),
+            (Val::Uint(x), Val::Uint(y)) => Val::Uint(x.checked_mul(y).ok_or(Unknown)?),
+            (Val::Double(x), Val::Double(y)) => Val::Double(x * y),
+            _ => return Err(Unknown),
+        },
+        Op::Div => match (a, b) {
+            (Val::Int(x), Val::Int(y)) => Val::Int(x.checked_div(y).ok_or(Unknown)?),
+            (Val::Uint(x), Val::Uint(y)) => Val::Uint(x.checked_div(y).ok_or(Unknown)?),
+            (Val::Double(x), Val::Double(y)) if y != 0.0 => Val::Double(x / y),
+            _ => return Err(Unknown),
+        },
+        Op::Rem => match (a, b) {
+            (Val::Int(x), Val::Int(y)) => Val::Int(x.checked_rem(y).ok_or(Unknown)?),
+            (Val::Uint(x), Val::Uint(y)) => Val::Uint(x.checked_rem(y).ok_or(Unknown)?),
+            _ => return Err(Unknown),
+        },
+    })
+}

@@ -1,0 +1,307 @@
+//! The parsed (and instrumented) tree rewritten into the evaluator's own, when every node
+//! is one it covers; any other expression is left to the interpreter whole.
+
+use cel::common::ast::{
+    CallExpr, ComprehensionExpr, EntryExpr, Expr, IdedExpr, LiteralValue, operators,
+};
+
+use crate::{
+    budget::{RANGE_FN, SIZE_FN},
+    regex::MATCHES_FN,
+};
+
+/// A constant of the expression.
+#[derive(Debug)]
+pub(crate) enum Lit {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Uint(u64),
+    Double(f64),
+    Str(Box<str>),
+    Duration(chrono::Duration),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+    In,
+    Index,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Func {
+    Size,
+    StartsWith,
+    EndsWith,
+    Contains,
+    Matches,
+    Duration,
+    String,
+    /// The budget's charge for what a `+` produced.
+    Sized,
+    /// The budget's charge for a comprehension's range.
+    Range,
+}
+
+#[derive(Debug)]
+pub(crate) enum Node {
+    Lit(Lit),
+    Ident(Box<str>),
+    Select(Box<Node>, Box<str>),
+    Has(Box<Node>, Box<str>),
+    Not(Box<Node>),
+    Neg(Box<Node>),
+    NotStrictlyFalse(Box<Node>),
+    And(Box<[Node; 2]>),
+    Or(Box<[Node; 2]>),
+    Cond(Box<[Node; 3]>),
+    Binary(Op, Box<[Node; 2]>),
+    /// A function's arguments, a method's target first.
+    Call(Func, Vec<Node>),
+    List(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+    Fold(Box<Fold>),
+    Append(Box<Append>),
+}
+
+/// A comprehension run step by step (`all`, `exists`, `exists_one`).
+#[derive(Debug)]
+pub(crate) struct Fold {
+    pub(crate) range: Node,
+    pub(crate) iter_var: Box<str>,
+    pub(crate) accu_var: Box<str>,
+    pub(crate) init: Node,
+    pub(crate) cond: Node,
+    pub(crate) step: Node,
+    pub(crate) result: Node,
+    /// For a step `accu && x` (`Some(false)`) or `accu || x` (`Some(true)`), the value that
+    /// decides: an error in one element is overruled by a later element giving it, as the
+    /// interpreter defers such errors.
+    pub(crate) absorbing: Option<bool>,
+}
+
+/// A comprehension that only appends to a list (`map`, `filter`).
+#[derive(Debug)]
+pub(crate) struct Append {
+    pub(crate) range: Node,
+    pub(crate) iter_var: Box<str>,
+    pub(crate) guard: Option<Node>,
+    pub(crate) items: Vec<Node>,
+}
+
+/// The tree in the evaluator's form, or `None` where some node is not covered.
+pub(crate) fn lower(e: &IdedExpr) -> Option<Node> {
+    Some(match &e.expr {
+        Expr::Literal(l) => Node::Lit(literal(l)?),
+        Expr::Ident(name) => Node::Ident(name.as_str().into()),
+        Expr::Select(s) => {
+            let operand = Box::new(lower(&s.operand)?);
+            let field = s.field.as_str().into();
+            if s.test {
+                Node::Has(operand, field)
+            } else {
+                Node::Select(operand, field)
+            }
+        }
+        Expr::List(l) if l.optional_indices.is_empty() => {
+            Node::List(l.elements.iter().map(lower).collect::<Option<_>>()?)
+        }
+        Expr::Map(m) => Node::Map(
+            m.entries
+                .iter()
+                .map(|entry| match &entry.expr {
+                    EntryExpr::MapEntry(e) if !e.optional => {
+                        Some((lower(&e.key)?, lower(&e.value)?))
+                    }
+                    _ => None,
+                })
+                .collect::<Option<_>>()?,
+        ),
+        Expr::Call(call) => self::call(call)?,
+        Expr::Comprehension(c) => comprehension(c)?,
+        Expr::List(_) | Expr::Struct(_) | Expr::Unspecified => return None,
+    })
+}
+
+fn literal(l: &LiteralValue) -> Option<Lit> {
+    Some(match l {
+        LiteralValue::Null => Lit::Null,
+        LiteralValue::Boolean(b) => Lit::Bool(*b.inner()),
+        LiteralValue::Int(i) => Lit::Int(*i.inner()),
+        LiteralValue::UInt(u) => Lit::Uint(*u.inner()),
+        LiteralValue::Double(d) => Lit::Double(*d.inner()),
+        LiteralValue::String(s) => Lit::Str(s.inner().into()),
+        LiteralValue::Bytes(_) => return None,
+    })
+}
+
+fn call(call: &CallExpr) -> Option<Node> {
+    let name = call.func_name.as_str();
+    let args = || call.args.iter().map(lower).collect::<Option<Vec<_>>>();
+    let pair = || -> Option<Box<[Node; 2]>> {
+        match call.args.as_slice() {
+            [a, b] => Some(Box::new([lower(a)?, lower(b)?])),
+            _ => None,
+        }
+    };
+    let one = || -> Option<Box<Node>> {
+        match call.args.as_slice() {
+            [a] => Some(Box::new(lower(a)?)),
+            _ => None,
+        }
+    };
+    let Some(target) = &call.target else {
+        let binary = |op| Some(Node::Binary(op, pair()?));
+        return match name {
+            operators::CONDITIONAL => match call.args.as_slice() {
+                [c, t, e] => Some(Node::Cond(Box::new([lower(c)?, lower(t)?, lower(e)?]))),
+                _ => None,
+            },
+            operators::LOGICAL_AND => Some(Node::And(pair()?)),
+            operators::LOGICAL_OR => Some(Node::Or(pair()?)),
+            operators::LOGICAL_NOT => Some(Node::Not(one()?)),
+            operators::NEGATE => Some(Node::Neg(one()?)),
+            operators::NOT_STRICTLY_FALSE => Some(Node::NotStrictlyFalse(one()?)),
+            operators::EQUALS => binary(Op::Eq),
+            operators::NOT_EQUALS => binary(Op::Ne),
+            operators::LESS => binary(Op::Lt),
+            operators::LESS_EQUALS => binary(Op::Le),
+            operators::GREATER => binary(Op::Gt),
+            operators::GREATER_EQUALS => binary(Op::Ge),
+            operators::ADD => binary(Op::Add),
+            operators::SUBSTRACT => binary(Op::Sub),
+            operators::MULTIPLY => binary(Op::Mul),
+            operators::DIVIDE => binary(Op::Div),
+            operators::MODULO => binary(Op::Rem),
+            operators::IN => binary(Op::In),
+            operators::INDEX => binary(Op::Index),
+            "duration" => {
+                let arg = *one()?;
+                // A constant duration is read once, by the interpreter's own parser.
+                if let Node::Lit(Lit::Str(s)) = &arg
+                    && let Some(d) = super::duration_of(s)
+                {
+                    return Some(Node::Lit(Lit::Duration(d)));
+                }
+                Some(Node::Call(Func::Duration, vec![arg]))
+            }
+            _ => {
+                let func = match (name, call.args.len()) {
+                    ("size", 1) => Func::Size,
+                    ("string", 1) => Func::String,
+                    (MATCHES_FN, 2) => Func::Matches,
+                    (SIZE_FN, 1) => Func::Sized,
+                    (RANGE_FN, 1) => Func::Range,
+                    _ => return None,
+                };
+                Some(Node::Call(func, args()?))
+            }
+        };
+    };
+    let func = match (name, call.args.len()) {
+        ("size", 0) => Func::Size,
+        ("startsWith", 1) => Func::StartsWith,
+        ("endsWith", 1) => Func::EndsWith,
+        ("contains", 1) => Func::Contains,
+        _ => return None,
+    };
+    let mut all = vec![lower(target)?];
+    all.extend(args()?);
+    Some(Node::Call(func, all))
+}
+
+fn comprehension(c: &ComprehensionExpr) -> Option<Node> {
+    if c.iter_var2.is_some() {
+        return None;
+    }
+    let range = lower(&c.iter_range)?;
+    let iter_var: Box<str> = c.iter_var.as_str().into();
+    if let Some((guard, items)) = appends(c) {
+        return Some(Node::Append(Box::new(Append {
+            range,
+            iter_var,
+            guard: match guard {
+                Some(g) => Some(lower(g)?),
+                None => None,
+            },
+            items: items.iter().map(lower).collect::<Option<_>>()?,
+        })));
+    }
+    let absorbing = match &c.loop_step.expr {
+        Expr::Call(call) if call.target.is_none() && is_ident(call.args.first(), &c.accu_var) => {
+            match call.func_name.as_str() {
+                operators::LOGICAL_AND => Some(false),
+                operators::LOGICAL_OR => Some(true),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    Some(Node::Fold(Box::new(Fold {
+        range,
+        iter_var,
+        accu_var: c.accu_var.as_str().into(),
+        init: lower(&c.accu_init)?,
+        cond: lower(&c.loop_cond)?,
+        step: lower(&c.loop_step)?,
+        result: lower(&c.result)?,
+        absorbing,
+    })))
+}
+
+fn is_ident(e: Option<&IdedExpr>, name: &str) -> bool {
+    matches!(e, Some(IdedExpr { expr: Expr::Ident(n), .. }) if n == name)
+}
+
+/// `map` and `filter`: from `[]`, each step `accu + [x]`, or `guard ? accu + [x] : accu`;
+/// the guard and the appended elements.
+fn appends<'e>(c: &'e ComprehensionExpr) -> Option<(Option<&'e IdedExpr>, &'e [IdedExpr])> {
+    let accu = c.accu_var.as_str();
+    let starts_empty = matches!(&c.accu_init.expr, Expr::List(l) if l.elements.is_empty());
+    let always =
+        matches!(c.loop_cond.expr, Expr::Literal(LiteralValue::Boolean(ref b)) if *b.inner());
+    if !starts_empty || !always || !is_ident(Some(&c.result), accu) {
+        return None;
+    }
+    let appended = |e: &'e IdedExpr| -> Option<&'e [IdedExpr]> {
+        match &e.expr {
+            Expr::Call(call) if call.func_name == operators::ADD && call.target.is_none() => {
+                match call.args.as_slice() {
+                    [
+                        a,
+                        IdedExpr {
+                            expr: Expr::List(l),
+                            ..
+                        },
+                    ] if is_ident(Some(a), accu) && l.optional_indices.is_empty() => {
+                        Some(&l.elements)
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    };
+    match &c.loop_step.expr {
+        Expr::Call(call) if call.func_name == operators::CONDITIONAL && call.target.is_none() => {
+            match call.args.as_slice() {
+                [guard, step, otherwise] if is_ident(Some(otherwise), accu) => {
+                    Some((Some(guard), appended(step)?))
+                }
+                _ => None,
+            }
+        }
+        _ => Some((None, appended(&c.loop_step)?)),
+    }
+}

@@ -1,0 +1,278 @@
+//! Values of a direct evaluation. Inputs are borrowed, never copied: a JSON string is a
+//! `&str` into the document and a JSON array or object stays a reference until an
+//! expression builds something new. Every operation here either has the one answer the
+//! interpreter would give or returns [`Unknown`].
+
+use std::{cmp::Ordering, rc::Rc};
+
+use serde_json::Value as Json;
+
+use crate::budget::string_units;
+
+/// "Not decided here": the interpreter evaluates the expression instead. It stands for an
+/// error as much as for a case this evaluator does not cover, so it is never an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Unknown;
+
+pub(crate) type Outcome<'a> = Result<Val<'a>, Unknown>;
+
+#[derive(Debug, Clone)]
+pub(crate) enum Val<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Uint(u64),
+    Double(f64),
+    Str(&'a str),
+    String(Rc<str>),
+    Duration(chrono::Duration),
+    /// A JSON array or object of an input (scalars are read into the variants above).
+    Json(&'a Json),
+    List(Rc<Vec<Val<'a>>>),
+    /// Built by a map literal; keys are scalars, in the literal's order.
+    Map(Rc<Vec<(Val<'a>, Val<'a>)>>),
+}
+
+impl<'a> Val<'a> {
+    /// A JSON value as CEL sees it: integers are `int`, past `i64` `uint`, else `double`.
+    pub(crate) fn of(json: &'a Json) -> Self {
+        match json {
+            Json::Null => Val::Null,
+            Json::Bool(b) => Val::Bool(*b),
+            Json::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    Val::Int(i)
+                } else if let Some(u) = n.as_u64() {
+                    Val::Uint(u)
+                } else if let Some(f) = n.as_f64() {
+                    Val::Double(f)
+                } else {
+                    Val::Null
+                }
+            }
+            Json::String(s) => Val::Str(s),
+            Json::Array(_) | Json::Object(_) => Val::Json(json),
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> Option<&str> {
+        match self {
+            Val::Str(s) => Some(s),
+            Val::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn is_number(&self) -> bool {
+        matches!(self, Val::Int(_) | Val::Uint(_) | Val::Double(_))
+    }
+
+    fn is_list(&self) -> bool {
+        matches!(self, Val::List(_) | Val::Json(Json::Array(_)))
+    }
+
+    fn is_map(&self) -> bool {
+        matches!(self, Val::Map(_) | Val::Json(Json::Object(_)))
+    }
+
+    /// `size()`: characters of a string, elements of a list or map.
+    pub(crate) fn size(&self) -> Option<usize> {
+        match self {
+            Val::Str(_) | Val::String(_) => self.as_str().map(|s| s.chars().count()),
+            Val::Json(Json::Array(a)) => Some(a.len()),
+            Val::Json(Json::Object(o)) => Some(o.len()),
+            Val::List(l) => Some(l.len()),
+            Val::Map(m) => Some(m.len()),
+            _ => None,
+        }
+    }
+
+    /// Budget units for this value, as the interpreter's charging calls count them.
+    pub(crate) fn units(&self) -> u64 {
+        let size = self
+            .size()
+            .map_or(0, |s| u64::try_from(s).unwrap_or(u64::MAX));
+        match self {
+            Val::Str(_) | Val::String(_) => string_units(size),
+            _ => size,
+        }
+    }
+
+    /// The elements of a list, or the keys of a map, as a comprehension visits them.
+    pub(crate) fn items(&self) -> Result<Vec<Val<'a>>, Unknown> {
+        Ok(match self {
+            Val::Json(Json::Array(a)) => a.iter().map(Val::of).collect(),
+            Val::Json(Json::Object(o)) => o.keys().map(|k| Val::Str(k)).collect(),
+            Val::List(l) => l.to_vec(),
+            Val::Map(m) => m.iter().map(|(k, _)| k.clone()).collect(),
+            _ => return Err(Unknown),
+        })
+    }
+
+    /// `a.f`: a present field of a map.
+    pub(crate) fn field(&self, name: &str) -> Outcome<'a> {
+        match self {
+            Val::Json(Json::Object(o)) => o.get(name).map(Val::of).ok_or(Unknown),
+            Val::Map(m) => lookup(m, &Val::Str(name))?.ok_or(Unknown),
+            _ => Err(Unknown),
+        }
+    }
+
+    /// `has(a.f)`.
+    pub(crate) fn has(&self, name: &str) -> Outcome<'a> {
+        match self {
+            Val::Json(Json::Object(o)) => Ok(Val::Bool(o.contains_key(name))),
+            Val::Map(m) => Ok(Val::Bool(lookup(m, &Val::Str(name))?.is_some())),
+            _ => Err(Unknown),
+        }
+    }
+
+    /// `a[i]`.
+    pub(crate) fn index(&self, at: &Val<'_>) -> Outcome<'a> {
+        match (self, at) {
+            (Val::Json(Json::Array(a)), Val::Int(i)) => usize::try_from(*i)
+                .ok()
+                .and_then(|i| a.get(i))
+                .map(Val::of)
+                .ok_or(Unknown),
+            (Val::List(l), Val::Int(i)) => usize::try_from(*i)
+                .ok()
+                .and_then(|i| l.get(i))
+                .cloned()
+                .ok_or(Unknown),
+            (Val::Json(Json::Object(o)), key) => o
+                .get(key.as_str().ok_or(Unknown)?)
+                .map(Val::of)
+                .ok_or(Unknown),
+            (Val::Map(m), key) => lookup(m, key)?.ok_or(Unknown),
+            _ => Err(Unknown),
+        }
+    }
+
+    /// `x in container`.
+    pub(crate) fn contains(&self, x: &Val<'_>) -> Result<bool, Unknown> {
+        match self {
+            Val::Json(Json::Object(o)) => Ok(o.contains_key(x.as_str().ok_or(Unknown)?)),
+            Val::Map(m) => Ok(lookup(m, x)?.is_some()),
+            Val::Json(Json::Array(_)) | Val::List(_) => {
+                let mut undecided = false;
+                for item in self.items()? {
+                    match equal(&item, x) {
+                        Ok(true) => return Ok(true),
+                        Ok(false) => {}
+                        Err(Unknown) => undecided = true,
+                    }
+                }
+                if undecided { Err(Unknown) } else { Ok(false) }
+            }
+            _ => Err(Unknown),
+        }
+    }
+
+    /// The JSON form, as the interpreter's results convert.
+    pub(crate) fn to_json(&self) -> Result<Json, Unknown> {
+        Ok(match self {
+            Val::Null => Json::Null,
+            Val::Bool(b) => Json::Bool(*b),
+            Val::Int(i) => Json::from(*i),
+            Val::Uint(u) => Json::from(*u),
+            Val::Double(f) => Json::Number(serde_json::Number::from_f64(*f).ok_or(Unknown)?),
+            Val::Str(s) => Json::String((*s).to_owned()),
+            Val::String(s) => Json::String(s.to_string()),
+            Val::Duration(d) => Json::String(crate::convert::format_duration(*d)),
+            Val::Json(j) => (*j).clone(),
+            Val::List(l) => Json::Array(l.iter().map(Val::to_json).collect::<Result<_, _>>()?),
+            Val::Map(m) => {
+                let mut out = serde_json::Map::new();
+                for (k, v) in m.iter() {
+                    let key = match k {
+                        Val::Int(i) => i.to_string(),
+                        Val::Uint(u) => u.to_string(),
+                        Val::Bool(b) => b.to_string(),
+                        k => k.as_str().ok_or(Unknown)?.to_owned(),
+                    };
+                    out.insert(key, v.to_json()?);
+                }
+                Json::Object(out)
+            }
+        })
+    }
+}
+
+/// A map literal's value for `key`; keys of different numeric types are left undecided
+/// (the interpreter looks them up across types).
+fn lookup<'a>(map: &[(Val<'a>, Val<'a>)], key: &Val<'_>) -> Result<Option<Val<'a>>, Unknown> {
+    for (k, v) in map {
+        if k.is_number()
+            && key.is_number()
+            && std::mem::discriminant(k) != std::mem::discriminant(key)
+        {
+            return Err(Unknown);
+        }
+        if equal(k, key)? {
+            return Ok(Some(v.clone()));
+        }
+    }
+    Ok(None)
+}
+
+/// `==`: values of different kinds are unequal, except numbers of different types, which
+/// the interpreter compares by value and are left to it.
+pub(crate) fn equal(a: &Val<'_>, b: &Val<'_>) -> Result<bool, Unknown> {
+    Ok(match (a, b) {
+        (Val::Int(x), Val::Int(y)) => x == y,
+        (Val::Uint(x), Val::Uint(y)) => x == y,
+        (Val::Double(x), Val::Double(y)) => x == y,
+        (x, y) if x.is_number() && y.is_number() => return Err(Unknown),
+        (Val::Null, Val::Null) => true,
+        (Val::Bool(x), Val::Bool(y)) => x == y,
+        (Val::Duration(x), Val::Duration(y)) => x == y,
+        (x, y) if x.as_str().is_some() && y.as_str().is_some() => x.as_str() == y.as_str(),
+        (x, y) if x.is_list() && y.is_list() => {
+            let (x, y) = (x.items()?, y.items()?);
+            if x.len() != y.len() {
+                return Ok(false);
+            }
+            for (x, y) in x.iter().zip(&y) {
+                if !equal(x, y)? {
+                    return Ok(false);
+                }
+            }
+            true
+        }
+        (x, y) if x.is_map() && y.is_map() => {
+            let (xk, yk) = (x.items()?, y.items()?);
+            if xk.len() != yk.len() {
+                return Ok(false);
+            }
+            for k in &xk {
+                if k.as_str().is_none() {
+                    return Err(Unknown);
+                }
+                let Ok(yv) = y.index(k) else {
+                    return Ok(false);
+                };
+                if !equal(&x.index(k)?, &yv)? {
+                    return Ok(false);
+                }
+            }
+            true
+        }
+        _ => false,
+    })
+}
+
+/// `<` and friends: only values of the same type are ordered here.
+pub(crate) fn compare(a: &Val<'_>, b: &Val<'_>) -> Result<Ordering, Unknown> {
+    match (a, b) {
+        (Val::Int(x), Val::Int(y)) => Ok(x.cmp(y)),
+        (Val::Uint(x), Val::Uint(y)) => Ok(x.cmp(y)),
+        (Val::Double(x), Val::Double(y)) => x.partial_cmp(y).ok_or(Unknown),
+        (Val::Bool(x), Val::Bool(y)) => Ok(x.cmp(y)),
+        (Val::Duration(x), Val::Duration(y)) => Ok(x.cmp(y)),
+        (x, y) => match (x.as_str(), y.as_str()) {
+            (Some(x), Some(y)) => Ok(x.cmp(y)),
+            _ => Err(Unknown),
+        },
+    }
+}
