@@ -4,7 +4,10 @@
 //! Referenced Secrets that do not exist yet are warnings, not denials: GitOps tools apply
 //! them in any order.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    fmt::Write as _,
+};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -142,8 +145,8 @@ impl Checker {
             schema,
             &schema.schema,
             object,
-            "",
-            "",
+            &mut String::new(),
+            &mut String::new(),
             budget,
             &mut out.errors,
         );
@@ -254,20 +257,21 @@ fn collect_rules(
     Ok(below)
 }
 
-/// Evaluates the rules along `value`, as kube-apiserver does for present values only.
+/// Evaluates the rules along `value`, as kube-apiserver does for present values only. `at`
+/// (the schema location) and `field` (the object's path) are extended in place and restored.
 fn walk_rules(
     kind: &KindSchema,
     schema: &Value,
     value: &Value,
-    at: &str,
-    field: &str,
+    at: &mut String,
+    field: &mut String,
     budget: &mut Budget,
     errors: &mut Vec<String>,
 ) {
-    if !kind.ruled.contains(at) {
+    if !kind.ruled.contains(at.as_str()) {
         return;
     }
-    if let Some(rules) = kind.rules.get(at) {
+    if let Some(rules) = kind.rules.get(at.as_str()) {
         let mut vars = Variables::new();
         vars.set("self", value);
         for rule in rules {
@@ -284,37 +288,32 @@ fn walk_rules(
             }
         }
     }
+    let (at_len, field_len) = (at.len(), field.len());
     match value {
         Value::Object(map) => {
             if let Some(props) = schema.get("properties").and_then(Value::as_object) {
                 for (name, v) in map {
                     if let Some(sub) = props.get(name) {
-                        walk_rules(
-                            kind,
-                            sub,
-                            v,
-                            &format!("{at}.{name}"),
-                            &format!("{field}.{name}"),
-                            budget,
-                            errors,
-                        );
+                        for path in [&mut *at, &mut *field] {
+                            path.push('.');
+                            path.push_str(name);
+                        }
+                        walk_rules(kind, sub, v, at, field, budget, errors);
+                        at.truncate(at_len);
+                        field.truncate(field_len);
                     }
                 }
             }
         }
         Value::Array(items) => {
             if let Some(sub) = schema.get("items") {
+                at.push_str("[*]");
                 for (i, v) in items.iter().enumerate() {
-                    walk_rules(
-                        kind,
-                        sub,
-                        v,
-                        &format!("{at}[*]"),
-                        &format!("{field}[{i}]"),
-                        budget,
-                        errors,
-                    );
+                    let _ = write!(field, "[{i}]");
+                    walk_rules(kind, sub, v, at, field, budget, errors);
+                    field.truncate(field_len);
                 }
+                at.truncate(at_len);
             }
         }
         _ => {}

@@ -5,8 +5,9 @@
 //! object changes or goes away; a stale entry is recognised by its uid and resourceVersion at
 //! pop time (the delete carries them as preconditions), which keeps every update O(log n).
 
-use std::{cmp::Reverse, collections::BinaryHeap};
+use std::{borrow::Cow, cmp::Reverse, collections::BinaryHeap};
 
+use serde::Deserialize;
 use serde_json::Value;
 
 /// An object due for deletion.
@@ -29,7 +30,18 @@ pub struct ExpiryQueue {
 impl ExpiryQueue {
     /// Records the deadline of `object` if it has one.
     pub fn track(&mut self, object: &Value) {
-        if let Some(due) = deadline_of(object) {
+        self.push(deadline_of(object));
+    }
+
+    /// [`track`](Self::track) for an object as the store holds it: only the fields a
+    /// deadline needs are read, as every write of an Observation passes through here.
+    pub fn track_stored(&mut self, object: &[u8]) {
+        let mut de = serde_json::Deserializer::from_slice(object);
+        self.push(Expiring::deserialize(&mut de).ok().and_then(Expiring::due));
+    }
+
+    fn push(&mut self, due: Option<Due>) {
+        if let Some(due) = due {
             self.heap.push(Reverse(due));
         }
     }
@@ -61,16 +73,48 @@ impl ExpiryQueue {
 
 /// `creationTimestamp + ttlSecondsAfterCreation`, if the object has both.
 pub fn deadline_of(object: &Value) -> Option<Due> {
-    let ttl = object.pointer("/spec/ttlSecondsAfterCreation")?.as_i64()?;
-    let meta = object.get("metadata")?;
-    let created: k8s_openapi::jiff::Timestamp =
-        meta.get("creationTimestamp")?.as_str()?.parse().ok()?;
-    Some(Due {
-        deadline: created.as_second().saturating_add(ttl),
-        namespace: meta.get("namespace")?.as_str()?.to_owned(),
-        name: meta.get("name")?.as_str()?.to_owned(),
-        uid: meta.get("uid")?.as_str()?.to_owned(),
-    })
+    Expiring::deserialize(object).ok().and_then(Expiring::due)
+}
+
+/// The fields of an object its deadline depends on; the rest is skipped unread.
+#[derive(Deserialize)]
+struct Expiring<'a> {
+    #[serde(borrow)]
+    metadata: ExpiringMeta<'a>,
+    spec: ExpiringSpec,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExpiringMeta<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow)]
+    namespace: Cow<'a, str>,
+    #[serde(borrow)]
+    uid: Cow<'a, str>,
+    #[serde(borrow)]
+    creation_timestamp: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExpiringSpec {
+    ttl_seconds_after_creation: Option<i64>,
+}
+
+impl Expiring<'_> {
+    fn due(self) -> Option<Due> {
+        let ttl = self.spec.ttl_seconds_after_creation?;
+        let created: k8s_openapi::jiff::Timestamp =
+            self.metadata.creation_timestamp.parse().ok()?;
+        Some(Due {
+            deadline: created.as_second().saturating_add(ttl),
+            namespace: self.metadata.namespace.into_owned(),
+            name: self.metadata.name.into_owned(),
+            uid: self.metadata.uid.into_owned(),
+        })
+    }
 }
 
 /// Deletes Observations when their `ttlSecondsAfterCreation` is up, until the store's change
@@ -93,9 +137,7 @@ pub async fn run_reaper(
             }
         };
         for (_, v) in &page.items {
-            if let Ok(obj) = serde_json::from_slice::<Value>(&v.value) {
-                queue.track(&obj);
-            }
+            queue.track_stored(&v.value);
         }
         let mut watcher = match store.watch(prefix, page.revision) {
             Ok(w) => w,
@@ -142,11 +184,7 @@ pub async fn run_reaper(
             tokio::select! {
                 () = tokio::time::sleep(std::time::Duration::from_secs(sleep.max(1))) => {}
                 event = watcher.next() => match event {
-                    Ok(e) if e.kind != EventKind::Deleted => {
-                        if let Ok(obj) = serde_json::from_slice::<Value>(&e.value) {
-                            queue.track(&obj);
-                        }
-                    }
+                    Ok(e) if e.kind != EventKind::Deleted => queue.track_stored(&e.value),
                     Ok(_) => {}
                     // Fell behind or the store restarted: start over from a fresh list.
                     Err(_) => break,
@@ -175,8 +213,14 @@ mod tests {
     fn pops_in_deadline_order() {
         let mut q = ExpiryQueue::default();
         q.track(&obs("late", "1970-01-01T00:01:40Z", Some(50))); // 150
-        q.track(&obs("early", "1970-01-01T00:01:40Z", Some(10))); // 110
+        // As the store holds it, with fields the deadline does not need.
+        let mut early = obs("early", "1970-01-01T00:01:40Z", Some(10)); // 110
+        early["status"] = json!({"count": 3, "lastSeen": "1970-01-01T00:01:41Z"});
+        q.track_stored(&serde_json::to_vec(&early).unwrap());
         q.track(&obs("never", "1970-01-01T00:01:40Z", None));
+        q.track_stored(
+            br#"{"metadata": {"name": "broken"}, "spec": {"ttlSecondsAfterCreation": 1}}"#,
+        );
         assert_eq!(q.len(), 2);
         assert_eq!(q.next_deadline(), Some(110));
         assert!(q.pop_due(109).is_empty());

@@ -2,9 +2,9 @@
 //! kube-apiserver validates custom resources, with apimachinery's field error wording. The
 //! schema is the single source of truth: no per-field checks are written by hand.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, fmt::Write as _};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// Deepest nesting walked; deeper input is refused instead of risking the stack.
 const MAX_DEPTH: usize = 64;
@@ -100,19 +100,27 @@ impl SchemaValidator {
             out: &mut out,
             unknown,
         };
-        let keys: Vec<String> = map.keys().cloned().collect();
-        for key in keys {
+        let mut path = String::new();
+        let mut unknown_keys = Vec::new();
+        for (key, value) in map.iter_mut() {
             if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
                 continue;
             }
-            match props.and_then(|p| p.get(&key)) {
+            match props.and_then(|p| p.get(key)) {
                 Some(schema) => {
-                    if let Some(value) = map.get_mut(&key) {
-                        walker.walk(schema, value, &key, 1);
+                    path.clear();
+                    path.push_str(key);
+                    walker.walk(schema, value, &mut path, 1);
+                }
+                None => {
+                    if walker.unknown_field(key) {
+                        unknown_keys.push(key.clone());
                     }
                 }
-                None => walker.unknown_field(map, &key, ""),
             }
+        }
+        for key in unknown_keys {
+            map.remove(&key);
         }
         if let Some(required) = self.schema.get("required").and_then(Value::as_array) {
             for r in required.iter().filter_map(Value::as_str) {
@@ -182,29 +190,27 @@ impl Walker<'_> {
         }
     }
 
-    fn unknown_field(&mut self, map: &mut Map<String, Value>, key: &str, parent: &str) {
-        let path = if parent.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{parent}.{key}")
-        };
+    /// Reports the undeclared field at `path`; whether it is to be pruned.
+    fn unknown_field(&mut self, path: &str) -> bool {
         match self.unknown {
-            UnknownFields::Strict => self.push(
-                ErrorKind::Unknown,
-                &path,
-                format!(".{path}: field not declared in schema"),
-            ),
+            UnknownFields::Strict => {
+                self.push(
+                    ErrorKind::Unknown,
+                    path,
+                    format!(".{path}: field not declared in schema"),
+                );
+                false
+            }
             UnknownFields::Warn => {
                 self.out.warnings.push(format!("unknown field \"{path}\""));
-                map.remove(key);
+                true
             }
-            UnknownFields::Ignore => {
-                map.remove(key);
-            }
+            UnknownFields::Ignore => true,
         }
     }
 
-    fn walk(&mut self, schema: &Value, value: &mut Value, path: &str, depth: usize) {
+    /// Checks `value` at `path`, which it extends for the parts below and then restores.
+    fn walk(&mut self, schema: &Value, value: &mut Value, path: &mut String, depth: usize) {
         if depth > MAX_DEPTH {
             self.push(
                 ErrorKind::Invalid,
@@ -271,41 +277,42 @@ impl Walker<'_> {
                 }
                 self.list_type(schema, items, path);
                 if let Some(item_schema) = schema.get("items") {
+                    let len = path.len();
                     for (i, item) in items.iter_mut().enumerate() {
-                        self.walk(item_schema, item, &format!("{path}[{i}]"), depth + 1);
+                        let _ = write!(path, "[{i}]");
+                        self.walk(item_schema, item, path, depth + 1);
+                        path.truncate(len);
                     }
                 }
             }
             Value::Object(map) => {
                 let props = schema.get("properties").and_then(Value::as_object);
                 let additional = schema.get("additionalProperties");
-                let keys: Vec<String> = map.keys().cloned().collect();
-                for key in keys {
-                    let child = format!("{path}.{key}");
-                    if let Some(s) = props.and_then(|p| p.get(&key)) {
-                        if let Some(v) = map.get_mut(&key) {
-                            self.walk(s, v, &child, depth + 1);
-                        }
+                let len = path.len();
+                let mut unknown_keys = Vec::new();
+                for (key, v) in map.iter_mut() {
+                    path.push('.');
+                    path.push_str(key);
+                    if let Some(s) = props.and_then(|p| p.get(key)) {
+                        self.walk(s, v, path, depth + 1);
                     } else if let Some(s) = additional.filter(|a| a.is_object()) {
-                        if let Some(v) = map.get_mut(&key) {
-                            self.walk(s, v, &child, depth + 1);
-                        }
+                        self.walk(s, v, path, depth + 1);
                     } else if !preserve && additional != Some(&Value::Bool(true)) {
-                        self.unknown_field(map, &key, path);
-                    } else {
-                        // Kept as given: still bounded in depth.
-                        if let Some(v) = map.get(&key)
-                            && too_deep(v, depth + 1)
-                        {
-                            self.push(
-                                ErrorKind::Invalid,
-                                &child,
-                                format!(
-                                    "{child}: Invalid value: nested more than {MAX_DEPTH} levels"
-                                ),
-                            );
+                        if self.unknown_field(path) {
+                            unknown_keys.push(key.clone());
                         }
+                    } else if too_deep(v, depth + 1) {
+                        // Kept as given: still bounded in depth.
+                        self.push(
+                            ErrorKind::Invalid,
+                            path,
+                            format!("{path}: Invalid value: nested more than {MAX_DEPTH} levels"),
+                        );
                     }
+                    path.truncate(len);
+                }
+                for key in unknown_keys {
+                    map.remove(&key);
                 }
                 if let Some(required) = schema.get("required").and_then(Value::as_array) {
                     for r in required.iter().filter_map(Value::as_str) {

@@ -23,6 +23,10 @@ const FIELDS: [(&str, bool, bool); 10] = [
     ("fingerprint", false, true),
 ];
 
+/// Units a delivery may spend on an async worker thread: a fraction of a millisecond of
+/// direct evaluation. A delivery that needs more is run again on the blocking pool.
+pub const QUICK_BUDGET: u64 = 4096;
+
 /// Default dedup window (DESIGN.md: repeats inside it bump `status.count`).
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
 
@@ -32,6 +36,8 @@ pub struct Pipeline {
     mapping: Vec<(&'static str, bool, bool, Program)>,
     dedup: Option<(Option<Program>, Duration)>,
     ttl_seconds: Option<u64>,
+    /// Every expression evaluates directly (see [`Pipeline::run_quick`]).
+    direct: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -104,12 +110,19 @@ impl Pipeline {
             .as_ref()
             .and_then(|t| t.default.as_ref())
             .map(|d| d.as_std().as_secs().max(1));
+        let direct = filter.iter().all(Program::is_direct)
+            && compiled.iter().all(|(.., p)| p.is_direct())
+            && dedup
+                .as_ref()
+                .and_then(|(key, _)| key.as_ref())
+                .is_none_or(Program::is_direct);
         Ok(Self {
             ingestor: ingestor.metadata.name.clone().unwrap_or_default(),
             filter,
             mapping: compiled,
             dedup,
             ttl_seconds,
+            direct,
         })
     }
 
@@ -120,14 +133,43 @@ impl Pipeline {
         payload: &Value,
         headers: &Value,
     ) -> Result<Outcome, PipelineError> {
+        self.run_within(source, payload, headers, &mut Budget::default())
+    }
+
+    /// [`run`](Self::run) where it is sure to be quick: every expression evaluated directly
+    /// and done within [`QUICK_BUDGET`]. `None` where the delivery needs more (then it goes
+    /// to [`run`](Self::run), off the async workers; the pipeline is a pure function of its
+    /// inputs, so running it again gives what a single run would).
+    pub fn run_quick(
+        &self,
+        source: &str,
+        payload: &Value,
+        headers: &Value,
+    ) -> Option<Result<Outcome, PipelineError>> {
+        if !self.direct {
+            return None;
+        }
+        let mut budget = Budget::new(QUICK_BUDGET);
+        match self.run_within(source, payload, headers, &mut budget) {
+            Err(_) if budget.spent() >= QUICK_BUDGET => None,
+            done => Some(done),
+        }
+    }
+
+    fn run_within(
+        &self,
+        source: &str,
+        payload: &Value,
+        headers: &Value,
+        budget: &mut Budget,
+    ) -> Result<Outcome, PipelineError> {
         with_stack(|| {
             let mut vars = Variables::new();
             vars.set("payload", payload);
             vars.set("headers", headers);
-            let mut budget = Budget::default();
             if let Some(filter) = &self.filter
                 && !filter
-                    .evaluate_bool(&vars, &mut budget)
+                    .evaluate_bool(&vars, budget)
                     .map_err(PipelineError::Filter)?
             {
                 return Ok(Outcome::Dropped);
@@ -136,7 +178,7 @@ impl Pipeline {
             for (field, required, string, program) in &self.mapping {
                 let value =
                     program
-                        .evaluate(&vars, &mut budget)
+                        .evaluate(&vars, budget)
                         .map_err(|e| PipelineError::Mapping {
                             field,
                             message: e.to_string(),
@@ -177,7 +219,7 @@ impl Pipeline {
                 None => None,
                 Some((None, window)) => Some((fingerprint, *window)),
                 Some((Some(key), window)) => {
-                    let key = match key.evaluate(&vars, &mut budget) {
+                    let key = match key.evaluate(&vars, budget) {
                         Ok(Value::String(s)) => s,
                         Ok(other) => other.to_string(),
                         Err(e) => return Err(PipelineError::DedupKey(e.to_string())),
@@ -270,6 +312,33 @@ mod tests {
         assert_eq!(spec["ttlSecondsAfterCreation"], 3600);
         assert_eq!(spec["fingerprint"].as_str().unwrap().len(), 32);
         assert_eq!(dedup, None);
+    }
+
+    #[test]
+    fn quick_runs_answer_as_full_ones_or_hand_over() {
+        let p = Pipeline::compile(&ingestor(json!({}))).unwrap();
+        for payload in [falco("Debug"), falco("Critical"), json!({})] {
+            assert_eq!(
+                p.run_quick("falco", &payload, &json!({})),
+                Some(p.run("falco", &payload, &json!({}))),
+                "{payload}"
+            );
+        }
+        // More work than a quick run may do: handed over, and the full run decides.
+        let p = Pipeline::compile(&ingestor(json!({
+            "filter": "payload.items.all(i, payload.items.exists(j, j == i))"
+        })))
+        .unwrap();
+        let payload = json!({"items": (0..200).collect::<Vec<_>>(), "rule": "r", "priority": "Critical",
+                             "output_fields": {"k8s.pod.name": "web-1"}});
+        assert_eq!(p.run_quick("falco", &payload, &json!({})), None);
+        assert!(matches!(
+            p.run("falco", &payload, &json!({})),
+            Ok(Outcome::Observe { .. })
+        ));
+        // An expression the interpreter evaluates is never run on an async worker.
+        let p = Pipeline::compile(&ingestor(json!({"filter": "type(payload) == map"}))).unwrap();
+        assert_eq!(p.run_quick("falco", &falco("Critical"), &json!({})), None);
     }
 
     #[test]

@@ -430,9 +430,14 @@ impl IngestService {
         let headers = cel_headers(headers, &endpoint.verifier.scheme);
         let pipeline = endpoint.pipeline.clone();
         let source = endpoint.source.clone();
-        // CEL may run for a while within its budget: off the async workers.
-        let outcome =
-            tokio::task::spawn_blocking(move || pipeline.run(&source, &payload, &headers)).await;
+        // CEL may run for a while within its budget: off the async workers, unless it is
+        // sure to be quick.
+        let outcome = match pipeline.run_quick(&source, &payload, &headers) {
+            Some(done) => Ok(done),
+            None => {
+                tokio::task::spawn_blocking(move || pipeline.run(&source, &payload, &headers)).await
+            }
+        };
         let (spec, dedup) = match outcome {
             Ok(Ok(Outcome::Dropped)) => {
                 return Answer::ok(

@@ -7,7 +7,7 @@ use serde_json::Value as Json;
 
 use super::{
     lower::{Append, Fold, Func, Lit, Node, Op},
-    value::{Outcome, Unknown, Val, compare, equal},
+    value::{Items, Outcome, Unknown, Val, compare, equal},
 };
 use crate::{Variables, budget::string_units};
 
@@ -63,6 +63,7 @@ impl<'a> Eval<'a> {
                 Lit::Double(d) => Val::Double(*d),
                 Lit::Str(s) => Val::Str(s),
                 Lit::Duration(d) => Val::Duration(*d),
+                Lit::Json(j) => Val::of(j),
             }),
             Node::Ident(name) => self.ident(name),
             Node::Select(operand, field) => self.eval(operand)?.field(field),
@@ -139,37 +140,42 @@ impl<'a> Eval<'a> {
     }
 
     fn call(&mut self, func: Func, args: &'a [Node]) -> Outcome<'a> {
-        let mut vals = Vec::with_capacity(args.len());
-        for a in args {
-            vals.push(self.eval(a)?);
-        }
-        let text = |i: usize| vals.get(i).and_then(Val::as_str).ok_or(Unknown);
+        // Every function here takes one or two arguments (lowering made sure).
+        let first = self.eval(args.first().ok_or(Unknown)?)?;
+        let second = match args.get(1) {
+            Some(a) => Some(self.eval(a)?),
+            None => None,
+        };
+        let texts = || match (first.as_str(), second.as_ref().and_then(Val::as_str)) {
+            (Some(a), Some(b)) => Ok((a, b)),
+            _ => Err(Unknown),
+        };
         Ok(match func {
             Func::Size => {
-                let size = vals.first().and_then(Val::size).ok_or(Unknown)?;
-                Val::Int(i64::try_from(size).map_err(|_| Unknown)?)
+                Val::Int(i64::try_from(first.size().ok_or(Unknown)?).map_err(|_| Unknown)?)
             }
-            Func::StartsWith => Val::Bool(text(0)?.starts_with(text(1)?)),
-            Func::EndsWith => Val::Bool(text(0)?.ends_with(text(1)?)),
-            Func::Contains => Val::Bool(text(0)?.contains(text(1)?)),
+            Func::StartsWith => texts().map(|(a, b)| Val::Bool(a.starts_with(b)))?,
+            Func::EndsWith => texts().map(|(a, b)| Val::Bool(a.ends_with(b)))?,
+            Func::Contains => texts().map(|(a, b)| Val::Bool(a.contains(b)))?,
             Func::Matches => {
-                let (s, pattern) = (text(0)?, text(1)?);
+                let (s, pattern) = texts()?;
                 self.charge(1 + string_units(u64::try_from(s.len()).unwrap_or(u64::MAX)))?;
                 let re = crate::regex::compiled(pattern).map_err(|_| Unknown)?;
                 Val::Bool(re.is_match(s))
             }
-            Func::Duration => Val::Duration(super::duration_of(text(0)?).ok_or(Unknown)?),
-            Func::String => match vals.first() {
-                Some(Val::Int(i)) => Val::String(i.to_string().into()),
-                Some(Val::Uint(u)) => Val::String(u.to_string().into()),
-                Some(s @ (Val::Str(_) | Val::String(_))) => s.clone(),
+            Func::Duration => {
+                Val::Duration(super::duration_of(first.as_str().ok_or(Unknown)?).ok_or(Unknown)?)
+            }
+            Func::String => match first {
+                Val::Int(i) => Val::String(i.to_string().into()),
+                Val::Uint(u) => Val::String(u.to_string().into()),
+                s @ (Val::Str(_) | Val::String(_)) => s,
                 _ => return Err(Unknown),
             },
             Func::Sized | Func::Range => {
-                let v = vals.pop().ok_or(Unknown)?;
                 let base = u64::from(func == Func::Range);
-                self.charge(base + v.units())?;
-                v
+                self.charge(base + first.units())?;
+                first
             }
         })
     }
@@ -184,7 +190,7 @@ impl<'a> Eval<'a> {
         out
     }
 
-    fn fold_items(&mut self, f: &'a Fold, items: Vec<Val<'a>>, accu_at: usize) -> Outcome<'a> {
+    fn fold_items(&mut self, f: &'a Fold, items: Items<'a>, accu_at: usize) -> Outcome<'a> {
         let iter_at = accu_at + 1;
         self.scope.push((&f.iter_var, Val::Null));
         // A step that failed, pending until a later one overrules it.
@@ -217,10 +223,11 @@ impl<'a> Eval<'a> {
     }
 
     fn append(&mut self, a: &'a Append) -> Outcome<'a> {
-        let items = self.eval(&a.range)?.items()?;
+        let range = self.eval(&a.range)?;
+        let items = range.items()?;
         let depth = self.scope.len();
         self.scope.push((&a.iter_var, Val::Null));
-        let mut out = Vec::with_capacity(items.len());
+        let mut out = Vec::with_capacity(range.size().unwrap_or(0));
         let result = (|| {
             for item in items {
                 self.scope[depth].1 = item;
@@ -258,7 +265,12 @@ fn binary<'a>(op: Op, a: Val<'a>, b: Val<'a>) -> Outcome<'a> {
             (Val::Uint(x), Val::Uint(y)) => Val::Uint(x.checked_add(*y).ok_or(Unknown)?),
             (Val::Double(x), Val::Double(y)) => Val::Double(x + y),
             _ => match (a.as_str(), b.as_str()) {
-                (Some(x), Some(y)) => Val::String(format!("{x}{y}").into()),
+                (Some(x), Some(y)) => {
+                    let mut joined = String::with_capacity(x.len() + y.len());
+                    joined.push_str(x);
+                    joined.push_str(y);
+                    Val::String(joined.into())
+                }
                 _ => {
                     let (Val::List(_) | Val::Json(Json::Array(_))) = a else {
                         return Err(Unknown);
@@ -266,7 +278,7 @@ fn binary<'a>(op: Op, a: Val<'a>, b: Val<'a>) -> Outcome<'a> {
                     let (Val::List(_) | Val::Json(Json::Array(_))) = b else {
                         return Err(Unknown);
                     };
-                    let mut out = a.items()?;
+                    let mut out: Vec<Val<'a>> = a.items()?.collect();
                     out.extend(b.items()?);
                     Val::List(Rc::new(out))
                 }

@@ -20,6 +20,23 @@ pub(crate) enum Lit {
     Double(f64),
     Str(Box<str>),
     Duration(chrono::Duration),
+    /// A list or map literal of constants, held as JSON so evaluating it builds nothing.
+    Json(Box<serde_json::Value>),
+}
+
+impl Lit {
+    /// The constant as JSON, where JSON reads back as the same CEL value.
+    fn json(&self) -> Option<serde_json::Value> {
+        use serde_json::Value as Json;
+        Some(match self {
+            Lit::Null => Json::Null,
+            Lit::Bool(b) => Json::Bool(*b),
+            Lit::Int(i) => Json::from(*i),
+            Lit::Str(s) => Json::String(s.to_string()),
+            Lit::Json(j) => (**j).clone(),
+            Lit::Uint(_) | Lit::Double(_) | Lit::Duration(_) => return None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,10 +132,16 @@ pub(crate) fn lower(e: &IdedExpr) -> Option<Node> {
             }
         }
         Expr::List(l) if l.optional_indices.is_empty() => {
-            Node::List(l.elements.iter().map(lower).collect::<Option<_>>()?)
+            let items: Vec<Node> = l.elements.iter().map(lower).collect::<Option<_>>()?;
+            let constant: Option<Vec<_>> = items.iter().map(constant_of).collect();
+            match constant {
+                Some(c) => Node::Lit(Lit::Json(Box::new(serde_json::Value::Array(c)))),
+                None => Node::List(items),
+            }
         }
-        Expr::Map(m) => Node::Map(
-            m.entries
+        Expr::Map(m) => {
+            let entries: Vec<(Node, Node)> = m
+                .entries
                 .iter()
                 .map(|entry| match &entry.expr {
                     EntryExpr::MapEntry(e) if !e.optional => {
@@ -126,12 +149,30 @@ pub(crate) fn lower(e: &IdedExpr) -> Option<Node> {
                     }
                     _ => None,
                 })
-                .collect::<Option<_>>()?,
-        ),
+                .collect::<Option<_>>()?;
+            let mut constant = serde_json::Map::new();
+            for (k, v) in &entries {
+                let (Node::Lit(Lit::Str(k)), Some(v)) = (k, constant_of(v)) else {
+                    return Some(Node::Map(entries));
+                };
+                // A repeated key is the interpreter's to report.
+                if constant.insert(k.to_string(), v).is_some() {
+                    return Some(Node::Map(entries));
+                }
+            }
+            Node::Lit(Lit::Json(Box::new(serde_json::Value::Object(constant))))
+        }
         Expr::Call(call) => self::call(call)?,
         Expr::Comprehension(c) => comprehension(c)?,
         Expr::List(_) | Expr::Struct(_) | Expr::Unspecified => return None,
     })
+}
+
+fn constant_of(n: &Node) -> Option<serde_json::Value> {
+    match n {
+        Node::Lit(l) => l.json(),
+        _ => None,
+    }
 }
 
 fn literal(l: &LiteralValue) -> Option<Lit> {

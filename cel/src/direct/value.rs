@@ -99,12 +99,12 @@ impl<'a> Val<'a> {
     }
 
     /// The elements of a list, or the keys of a map, as a comprehension visits them.
-    pub(crate) fn items(&self) -> Result<Vec<Val<'a>>, Unknown> {
+    pub(crate) fn items(&self) -> Result<Items<'a>, Unknown> {
         Ok(match self {
-            Val::Json(Json::Array(a)) => a.iter().map(Val::of).collect(),
-            Val::Json(Json::Object(o)) => o.keys().map(|k| Val::Str(k)).collect(),
-            Val::List(l) => l.to_vec(),
-            Val::Map(m) => m.iter().map(|(k, _)| k.clone()).collect(),
+            Val::Json(Json::Array(a)) => Items::Json(a.iter()),
+            Val::Json(Json::Object(o)) => Items::Keys(o.keys()),
+            Val::List(l) => Items::List(l.clone(), 0),
+            Val::Map(m) => Items::MapKeys(m.clone(), 0),
             _ => return Err(Unknown),
         })
     }
@@ -199,6 +199,35 @@ impl<'a> Val<'a> {
     }
 }
 
+/// What a comprehension iterates, without copying it.
+pub(crate) enum Items<'a> {
+    Json(std::slice::Iter<'a, Json>),
+    Keys(serde_json::map::Keys<'a>),
+    List(Rc<Vec<Val<'a>>>, usize),
+    MapKeys(Rc<Vec<(Val<'a>, Val<'a>)>>, usize),
+}
+
+impl<'a> Iterator for Items<'a> {
+    type Item = Val<'a>;
+
+    fn next(&mut self) -> Option<Val<'a>> {
+        match self {
+            Items::Json(i) => i.next().map(Val::of),
+            Items::Keys(k) => k.next().map(|k| Val::Str(k)),
+            Items::List(l, at) => {
+                let v = l.get(*at).cloned();
+                *at += 1;
+                v
+            }
+            Items::MapKeys(m, at) => {
+                let v = m.get(*at).map(|(k, _)| k.clone());
+                *at += 1;
+                v
+            }
+        }
+    }
+}
+
 /// A map literal's value for `key`; keys of different numeric types are left undecided
 /// (the interpreter looks them up across types).
 fn lookup<'a>(map: &[(Val<'a>, Val<'a>)], key: &Val<'_>) -> Result<Option<Val<'a>>, Unknown> {
@@ -229,30 +258,28 @@ pub(crate) fn equal(a: &Val<'_>, b: &Val<'_>) -> Result<bool, Unknown> {
         (Val::Duration(x), Val::Duration(y)) => x == y,
         (x, y) if x.as_str().is_some() && y.as_str().is_some() => x.as_str() == y.as_str(),
         (x, y) if x.is_list() && y.is_list() => {
-            let (x, y) = (x.items()?, y.items()?);
-            if x.len() != y.len() {
+            if x.size() != y.size() {
                 return Ok(false);
             }
-            for (x, y) in x.iter().zip(&y) {
-                if !equal(x, y)? {
+            for (x, y) in x.items()?.zip(y.items()?) {
+                if !equal(&x, &y)? {
                     return Ok(false);
                 }
             }
             true
         }
         (x, y) if x.is_map() && y.is_map() => {
-            let (xk, yk) = (x.items()?, y.items()?);
-            if xk.len() != yk.len() {
+            if x.size() != y.size() {
                 return Ok(false);
             }
-            for k in &xk {
+            for k in x.items()? {
                 if k.as_str().is_none() {
                     return Err(Unknown);
                 }
-                let Ok(yv) = y.index(k) else {
+                let Ok(yv) = y.index(&k) else {
                     return Ok(false);
                 };
-                if !equal(&x.index(k)?, &yv)? {
+                if !equal(&x.index(&k)?, &yv)? {
                     return Ok(false);
                 }
             }
