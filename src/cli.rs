@@ -73,12 +73,24 @@ struct ServerArgs {
     /// serving-certificate lifetime during which both CAs are trusted.
     #[arg(long, env = "ZEN_CA_VALIDITY", default_value = "43800h")]
     ca_validity: zen_crds::duration::Duration,
+    /// Deliveries per second the ingest port takes from all senders together (each
+    /// endpoint's own limit applies too); beyond it, 429 with Retry-After.
+    #[arg(long, env = "ZEN_INGEST_RATE_LIMIT", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    ingest_rate_limit: u32,
     /// Log format.
     #[arg(long, env = "ZEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 }
 
 impl ServerArgs {
+    fn ingest_limits(&self) -> zen_ingest::service::Limits {
+        zen_ingest::service::Limits {
+            rate: self.ingest_rate_limit,
+            ..Default::default()
+        }
+    }
+
     fn store_options(&self) -> crate::process::StoreOptions {
         crate::process::StoreOptions {
             spec: self.store.clone(),
@@ -240,6 +252,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         return ExitCode::from(EXIT_ERROR);
     };
     let store = args.server.store_options();
+    let ingest = args.server.ingest_limits();
     block_on(crate::serve::run(crate::serve::ServeConfig {
         kubeconfig: args.kubeconfig,
         namespace: args.namespace,
@@ -255,6 +268,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             ingest: args.server.ingest_port,
             metrics: args.server.metrics_port,
         },
+        ingest,
     }))
 }
 
@@ -263,6 +277,7 @@ fn run_dev(args: DevArgs) -> ExitCode {
         return ExitCode::from(EXIT_ERROR);
     };
     let store = args.server.store_options();
+    let ingest = args.server.ingest_limits();
     let config = crate::dev::DevConfig {
         config_dir: args.config_dir,
         certs: crate::certificates::CertOptions {
@@ -279,6 +294,7 @@ fn run_dev(args: DevArgs) -> ExitCode {
             ingest: args.server.ingest_port,
             metrics: args.server.metrics_port,
         },
+        ingest,
     };
     block_on(crate::dev::run(config))
 }

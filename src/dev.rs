@@ -20,6 +20,7 @@ pub struct DevConfig {
     pub data_dir: PathBuf,
     pub store: StoreOptions,
     pub ports: Ports,
+    pub ingest: zen_ingest::service::Limits,
 }
 
 pub async fn run(config: DevConfig) -> Result<(), RunError> {
@@ -58,7 +59,7 @@ pub async fn run(config: DevConfig) -> Result<(), RunError> {
     .await?;
 
     let cluster = Arc::new(LiveCluster::default());
-    let process = Process::new(store, registry, cluster.clone())?;
+    let process = Process::new(store, registry, cluster.clone(), config.ingest)?;
     if let Some(dir) = &config.config_dir {
         tokio::spawn(config_dir::watch(
             dir.clone(),

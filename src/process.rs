@@ -179,14 +179,16 @@ impl Process {
         store: Arc<dyn Store>,
         registry: Registry,
         cluster: Arc<dyn ClusterView>,
+        ingest_limits: zen_ingest::service::Limits,
     ) -> Result<Self, RunError> {
         let api_metrics = ApiMetrics::register(&registry).map_err(setup)?;
         let api = ApiServer::new(store.clone(), api_metrics.clone()).map_err(RunError::Setup)?;
         let endpoints = Arc::new(zen_ingest::Endpoints::default());
-        let ingest = zen_ingest::IngestService::new(
+        let ingest = zen_ingest::IngestService::with_limits(
             endpoints.clone(),
             zen_ingest::sink::ApiSink::new(api.clone()),
             Some(zen_ingest::metrics::IngestMetrics::register(&registry).map_err(setup)?),
+            ingest_limits,
         );
         let admission_metrics = AdmissionMetrics::register(&registry).map_err(setup)?;
         let admission =

@@ -38,6 +38,7 @@ pub struct ServeConfig {
     pub cert_validity: Duration,
     pub ca_validity: Duration,
     pub ports: Ports,
+    pub ingest: zen_ingest::service::Limits,
 }
 
 /// Where the authentication settings of aggregated API servers live.
@@ -174,7 +175,7 @@ pub async fn run(config: ServeConfig) -> Result<(), RunError> {
     let store = open_store(&store_spec, &config.store).await?;
     let cluster = Arc::new(LiveCluster::default());
     let leading = leadership.clone();
-    let process = Process::new(store, registry, cluster.clone())?
+    let process = Process::new(store, registry, cluster.clone(), config.ingest)?
         .with_singleton(Arc::new(move || leading.is_leader()));
     tokio::spawn(follow_cluster(
         client.clone(),

@@ -577,3 +577,25 @@ spec:
         .await;
     assert_eq!(r.status, 200);
 }
+
+/// The port-wide limit is the operator's to set; a limit that would refuse everything is a
+/// command-line error, not a server that answers 429 to every sender.
+#[test]
+fn the_port_wide_rate_limit_is_a_checked_flag() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zen-watcher"))
+        .args(["dev", "--ingest-rate-limit", "0"])
+        .output()
+        .expect("run zen-watcher");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--ingest-rate-limit"), "{stderr}");
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_zen-watcher"))
+        .args(["dev", "--help"])
+        .output()
+        .expect("run zen-watcher");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("--ingest-rate-limit") && help.contains("[default: 10000]"),
+        "{help}"
+    );
+}
