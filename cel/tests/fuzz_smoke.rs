@@ -762,6 +762,32 @@ fn short(s: &str) -> String {
     s.chars().take(300).collect()
 }
 
+/// Two outcomes of one expression agree: values as `same` says, errors by kind (messages may
+/// print map operands, whose order is not fixed).
+fn agree(
+    what: &str,
+    how: &str,
+    a: &Result<Value, EvalError>,
+    b: &Result<Value, EvalError>,
+    same: impl Fn(&Value, &Value) -> bool,
+) {
+    match (a, b) {
+        (Ok(x), Ok(y)) => assert!(same(x, y), "{what}: {how}: {x} and {y}"),
+        (Err(x), Err(y)) => assert_eq!(
+            std::mem::discriminant(x),
+            std::mem::discriminant(y),
+            "{what}: {how}: {}; {}",
+            short(&x.to_string()),
+            short(&y.to_string())
+        ),
+        (x, y) => panic!(
+            "{what}: {how}: {} and {}",
+            short(&format!("{x:?}")),
+            short(&format!("{y:?}"))
+        ),
+    }
+}
+
 fn run_any(rng: &mut Rng, vars: &Variables, expr: &str, what: &str, out: &mut Outcomes) {
     let program = match compile(expr) {
         Ok(p) => p,
@@ -783,28 +809,16 @@ fn run_any(rng: &mut Rng, vars: &Variables, expr: &str, what: &str, out: &mut Ou
     let mut reference_budget = Budget::new(BUDGET);
     let reference = program.evaluate_reference(vars, &mut reference_budget);
     if !expr.contains('{') {
-        match (&first, &reference) {
-            (Ok(a), Ok(b)) => {
-                assert!(
-                    same_json(a, b) || same_elements(a, b),
-                    "{what}: direct {a}, interpreter {b}"
-                );
-                assert_eq!(budget.spent(), reference_budget.spent(), "{what}: spent");
-                out.direct += usize::from(program.is_direct());
-            }
-            // Messages may print map operands in hash order: errors compare by kind.
-            (Err(a), Err(b)) => assert_eq!(
-                std::mem::discriminant(a),
-                std::mem::discriminant(b),
-                "{what}: {}; {}",
-                short(&a.to_string()),
-                short(&b.to_string())
-            ),
-            (a, b) => panic!(
-                "{what}: direct {}, interpreter {}",
-                short(&format!("{a:?}")),
-                short(&format!("{b:?}"))
-            ),
+        agree(
+            what,
+            "direct, then interpreted",
+            &first,
+            &reference,
+            |a, b| same_json(a, b) || same_elements(a, b),
+        );
+        if reference.is_ok() {
+            assert_eq!(budget.spent(), reference_budget.spent(), "{what}: spent");
+            out.direct += usize::from(program.is_direct());
         }
     }
     // The same program again on a fresh budget: nothing carried over from the first run
@@ -813,23 +827,7 @@ fn run_any(rng: &mut Rng, vars: &Variables, expr: &str, what: &str, out: &mut Ou
     if !expr.contains('{') && !matches!(first, Err(EvalError::Budget { .. })) {
         let mut budget = Budget::new(BUDGET);
         let second = program.evaluate(vars, &mut budget);
-        // Error messages may print map operands, whose order is not fixed: errors compare
-        // by kind.
-        match (&first, &second) {
-            (Ok(a), Ok(b)) => assert_eq!(a, b, "{what}: evaluated twice"),
-            (Err(a), Err(b)) => assert_eq!(
-                std::mem::discriminant(a),
-                std::mem::discriminant(b),
-                "{what}: evaluated twice: {}; {}",
-                short(&a.to_string()),
-                short(&b.to_string())
-            ),
-            (a, b) => panic!(
-                "{what}: evaluated twice: {} then {}",
-                short(&format!("{a:?}")),
-                short(&format!("{b:?}"))
-            ),
-        }
+        agree(what, "evaluated twice", &first, &second, |a, b| a == b);
         let mut budget = Budget::new(BUDGET);
         match (program.evaluate_bool(vars, &mut budget), &first) {
             (Ok(b), Ok(Value::Bool(want))) => assert_eq!(b, *want, "{what}"),
