@@ -228,16 +228,10 @@ impl<'a> Iterator for Items<'a> {
     }
 }
 
-/// A map literal's value for `key`; keys of different numeric types are left undecided
-/// (the interpreter looks them up across types).
+/// A map literal's value for `key`; keys of different numeric types are left undecided, as
+/// [`equal`] leaves them (the interpreter looks them up across types).
 fn lookup<'a>(map: &[(Val<'a>, Val<'a>)], key: &Val<'_>) -> Result<Option<Val<'a>>, Unknown> {
     for (k, v) in map {
-        if k.is_number()
-            && key.is_number()
-            && std::mem::discriminant(k) != std::mem::discriminant(key)
-        {
-            return Err(Unknown);
-        }
         if equal(k, key)? {
             return Ok(Some(v.clone()));
         }
