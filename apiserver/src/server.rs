@@ -218,8 +218,7 @@ impl ApiServer {
     /// rewritten only when they differ; each write is a compare-and-swap on the revision
     /// read, so a concurrent writer makes this fail with a conflict rather than lose data.
     pub async fn sync_derived(&self, plural: &str, desired: Vec<Value>) -> Result<usize> {
-        let resource = crate::resources::find(&self.inner.catalog, plural)
-            .ok_or_else(|| ApiError::Internal(format!("{plural} is not served")))?;
+        let resource = self.served(plural)?;
         let mut current = std::collections::HashMap::new();
         let mut options = ListOptions::default();
         loop {
@@ -263,7 +262,10 @@ impl ApiServer {
                     if let (Some(map), Some(status)) = (obj.as_object_mut(), status) {
                         map.insert("status".into(), status);
                     }
-                    self.inner.store.create(key, encode_stored(&obj)?).await?;
+                    self.inner
+                        .store
+                        .create(key, encode_stored(&mut obj)?)
+                        .await?;
                     writes += 1;
                 }
                 Some((stored, rev)) => {
@@ -288,7 +290,7 @@ impl ApiServer {
                     }
                     self.inner
                         .store
-                        .update(key, encode_stored(&obj)?, Some(rev))
+                        .update(key, encode_stored(&mut obj)?, Some(rev))
                         .await?;
                     writes += 1;
                 }
@@ -302,6 +304,74 @@ impl ApiServer {
             writes += 1;
         }
         Ok(writes)
+    }
+
+    /// The verbs for callers inside this process (the ingest sink): the same defaulting,
+    /// validation, storage and watch events as over HTTP, without encoding a request and
+    /// parsing the answer again.
+    pub async fn create_object(&self, plural: &str, ns: &str, obj: Value) -> Result<Value> {
+        let resource = self.served(plural)?;
+        let (obj, _) = self.create(resource, ns, obj, &Params::default()).await?;
+        Ok(obj)
+    }
+
+    pub async fn get(&self, plural: &str, ns: &str, name: &str) -> Result<Value> {
+        self.get_object(self.served(plural)?, ns, name).await
+    }
+
+    /// Writes `obj`'s status as `PUT .../status` does: compare-and-swap on its
+    /// `resourceVersion` when it carries one.
+    pub async fn update_status(
+        &self,
+        plural: &str,
+        ns: &str,
+        name: &str,
+        obj: Value,
+    ) -> Result<Value> {
+        let resource = self.served(plural)?;
+        let (obj, _) = self
+            .update(resource, ns, name, obj, Target::Status, &Params::default())
+            .await?;
+        Ok(obj)
+    }
+
+    /// Deletes the object if it is still at `resource_version` (when given).
+    pub async fn delete_object(
+        &self,
+        plural: &str,
+        ns: &str,
+        name: &str,
+        resource_version: Option<String>,
+    ) -> Result<Value> {
+        let options = DeleteOptions {
+            resource_version,
+            ..DeleteOptions::default()
+        };
+        self.delete(self.served(plural)?, ns, name, &options).await
+    }
+
+    /// Every object in `ns` the field selector matches.
+    pub async fn list_objects(
+        &self,
+        plural: &str,
+        ns: &str,
+        field_selector: &str,
+    ) -> Result<Vec<Value>> {
+        let resource = self.served(plural)?;
+        let params = Params {
+            field_selector: field_selector.to_owned(),
+            ..Params::default()
+        };
+        let (items, _) = self.select(resource, Some(ns), &params).await?;
+        items
+            .iter()
+            .map(|v| decode_stored(&v.value, v.mod_revision))
+            .collect()
+    }
+
+    fn served(&self, plural: &str) -> Result<&ServedResource> {
+        crate::resources::find(&self.inner.catalog, plural)
+            .ok_or_else(|| ApiError::Internal(format!("{plural} is not served")))
     }
 
     /// Answers one request; never fails (errors are Status responses).
@@ -463,15 +533,23 @@ impl ApiServer {
             }
             ("create", None) => {
                 let ns = require_ns(ns)?;
-                let body = read_body(req).await?;
-                self.create(resource, &ns, body, &params, output).await
+                let obj = decode_body(&read_body(req).await?, None)?;
+                let (obj, warnings) = self.create(resource, &ns, obj, &params).await?;
+                Ok(render_one(
+                    resource,
+                    obj,
+                    output,
+                    StatusCode::CREATED,
+                    &warnings,
+                ))
             }
             ("update", Some(name)) => {
                 let ns = require_ns(ns)?;
-                let body = read_body(req).await?;
-                let obj = decode_body(&body, None)?;
-                self.update(resource, &ns, &name, obj, target, &params, output)
-                    .await
+                let obj = decode_body(&read_body(req).await?, None)?;
+                let (obj, warnings) = self
+                    .update(resource, &ns, &name, obj, target, &params)
+                    .await?;
+                Ok(render_one(resource, obj, output, StatusCode::OK, &warnings))
             }
             ("patch", Some(name)) => {
                 let ns = require_ns(ns)?;
@@ -483,14 +561,16 @@ impl ApiServer {
                     )));
                 };
                 let body = read_body(req).await?;
-                self.patch(resource, &ns, &name, kind, &body, target, &params, output)
-                    .await
+                let (obj, warnings) = self
+                    .patch(resource, &ns, &name, kind, &body, target, &params)
+                    .await?;
+                Ok(render_one(resource, obj, output, StatusCode::OK, &warnings))
             }
             ("delete", Some(name)) => {
                 let ns = require_ns(ns)?;
-                let body = read_body(req).await?;
-                self.delete(resource, &ns, &name, &body, &params, output)
-                    .await
+                let options = DeleteOptions::decode(&read_body(req).await?, params.dry_run)?;
+                let obj = self.delete(resource, &ns, &name, &options).await?;
+                Ok(render_one(resource, obj, output, StatusCode::OK, &[]))
             }
             ("deletecollection", None) => {
                 self.delete_collection(resource, ns.as_deref(), &params)
@@ -522,7 +602,6 @@ impl ApiServer {
         }
     }
 
-    /// Reads pages until `limit` objects passed the selectors or the prefix is exhausted.
     async fn list(
         &self,
         resource: &ServedResource,
@@ -530,6 +609,18 @@ impl ApiServer {
         params: &Params,
         output: Output,
     ) -> Result<Response<Body>> {
+        let (items, meta) = self.select(resource, ns, params).await?;
+        render_list(resource, items, meta, output, params)
+    }
+
+    /// Reads pages until `limit` objects passed the selectors or the prefix is exhausted;
+    /// returns them with the list's metadata (revision and continue token).
+    async fn select(
+        &self,
+        resource: &ServedResource,
+        ns: Option<&str>,
+        params: &Params,
+    ) -> Result<(Vec<zen_store::Versioned>, Value)> {
         let selection = self.selection(resource, params)?;
         let prefix = Prefix::new(resource.plural, ns);
         let store = &self.inner.store;
@@ -594,18 +685,17 @@ impl ApiServer {
         if let Some(t) = next {
             meta["continue"] = json!(t.encode());
         }
-        render_list(resource, items, meta, output, params)
+        Ok((items, meta))
     }
 
+    /// The object as stored (or, on a dry run, as it would be) and the schema's warnings.
     async fn create(
         &self,
         resource: &ServedResource,
         ns: &str,
-        body: Bytes,
+        mut obj: Value,
         params: &Params,
-        output: Output,
-    ) -> Result<Response<Body>> {
-        let mut obj = decode_body(&body, None)?;
+    ) -> Result<(Value, Vec<String>)> {
         check_type(resource, &obj)?;
         let map = obj
             .as_object_mut()
@@ -641,15 +731,9 @@ impl ApiServer {
             .unwrap_or_default()
             .to_owned();
         if params.dry_run {
-            return Ok(render_one(
-                resource,
-                obj,
-                output,
-                StatusCode::CREATED,
-                &warnings,
-            ));
+            return Ok((obj, warnings));
         }
-        let stored = encode_stored(&obj)?;
+        let stored = encode_stored(&mut obj)?;
         let rev = self
             .inner
             .store
@@ -657,26 +741,18 @@ impl ApiServer {
             .await
             .map_err(write_error(resource, &name))?;
         set_revision(&mut obj, rev);
-        Ok(render_one(
-            resource,
-            obj,
-            output,
-            StatusCode::CREATED,
-            &warnings,
-        ))
+        Ok((obj, warnings))
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn update(
         &self,
         resource: &ServedResource,
         ns: &str,
         name: &str,
-        mut obj: Value,
+        obj: Value,
         target: Target,
         params: &Params,
-        output: Output,
-    ) -> Result<Response<Body>> {
+    ) -> Result<(Value, Vec<String>)> {
         check_type(resource, &obj)?;
         let body_name = obj
             .pointer("/metadata/name")
@@ -712,10 +788,8 @@ impl ApiServer {
             }
             _ => current_rev,
         };
-        self.write_update(
-            resource, ns, name, &mut obj, &current, expected, target, params, output,
-        )
-        .await
+        self.write_update(resource, ns, name, obj, &current, expected, target, params)
+            .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -724,13 +798,12 @@ impl ApiServer {
         resource: &ServedResource,
         ns: &str,
         name: &str,
-        obj: &mut Value,
+        mut obj: Value,
         current: &Value,
         expected: u64,
         target: Target,
         params: &Params,
-        output: Output,
-    ) -> Result<Response<Body>> {
+    ) -> Result<(Value, Vec<String>)> {
         if let Some(map) = obj.as_object_mut() {
             map.insert("apiVersion".into(), json!(format!("{API_GROUP}/{VERSION}")));
             map.insert("kind".into(), json!(resource.kind));
@@ -739,32 +812,20 @@ impl ApiServer {
                 meta.insert("name".into(), json!(name));
             }
         }
-        strategy::prepare_for_update(obj, current, target);
-        let warnings = self.validate(resource, obj, params)?;
+        strategy::prepare_for_update(&mut obj, current, target);
+        let warnings = self.validate(resource, &mut obj, params)?;
         if params.dry_run {
-            return Ok(render_one(
-                resource,
-                obj.clone(),
-                output,
-                StatusCode::OK,
-                &warnings,
-            ));
+            return Ok((obj, warnings));
         }
-        let stored = encode_stored(obj)?;
+        let stored = encode_stored(&mut obj)?;
         let rev = self
             .inner
             .store
             .update(Self::key(resource, ns, name), stored, Some(expected))
             .await
             .map_err(write_error(resource, name))?;
-        set_revision(obj, rev);
-        Ok(render_one(
-            resource,
-            obj.clone(),
-            output,
-            StatusCode::OK,
-            &warnings,
-        ))
+        set_revision(&mut obj, rev);
+        Ok((obj, warnings))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -777,12 +838,11 @@ impl ApiServer {
         body: &[u8],
         target: Target,
         params: &Params,
-        output: Output,
-    ) -> Result<Response<Body>> {
+    ) -> Result<(Value, Vec<String>)> {
         for _ in 0..PATCH_RETRIES {
             let current = self.get_object(resource, ns, name).await?;
             let current_rev = revision_of(&current).unwrap_or(0);
-            let mut patched = patch::apply(kind, &current, body).map_err(|e| match e {
+            let patched = patch::apply(kind, &current, body).map_err(|e| match e {
                 patch::PatchError::Malformed(m) => ApiError::BadRequest(m),
                 patch::PatchError::Inapplicable(m) => ApiError::Invalid {
                     kind: resource.kind.into(),
@@ -812,12 +872,11 @@ impl ApiServer {
                     resource,
                     ns,
                     name,
-                    &mut patched,
+                    patched,
                     &current,
                     current_rev,
                     target,
                     params,
-                    output,
                 )
                 .await
             {
@@ -829,30 +888,17 @@ impl ApiServer {
         Err(conflict(resource, name))
     }
 
+    /// The object as it was last (or, on a dry run, as it is).
     async fn delete(
         &self,
         resource: &ServedResource,
         ns: &str,
         name: &str,
-        body: &[u8],
-        params: &Params,
-        output: Output,
-    ) -> Result<Response<Body>> {
-        let options: Value = if body.is_empty() {
-            json!({})
-        } else {
-            decode_body(body, None)?
-        };
-        let dry_run = params.dry_run
-            || options["dryRun"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|v| v == "All"));
+        options: &DeleteOptions,
+    ) -> Result<Value> {
         let current = self.get_object(resource, ns, name).await?;
         let rev = revision_of(&current).unwrap_or(0);
-        if let Some(uid) = options
-            .pointer("/preconditions/uid")
-            .and_then(Value::as_str)
-        {
+        if let Some(uid) = options.uid.as_deref() {
             let actual = current
                 .pointer("/metadata/uid")
                 .and_then(Value::as_str)
@@ -867,9 +913,7 @@ impl ApiServer {
                 });
             }
         }
-        if let Some(want) = options
-            .pointer("/preconditions/resourceVersion")
-            .and_then(Value::as_str)
+        if let Some(want) = options.resource_version.as_deref()
             && want != rev.to_string()
         {
             return Err(ApiError::Conflict {
@@ -880,8 +924,8 @@ impl ApiServer {
                 ),
             });
         }
-        if dry_run {
-            return Ok(render_one(resource, current, output, StatusCode::OK, &[]));
+        if options.dry_run {
+            return Ok(current);
         }
         let (last, _) = self
             .inner
@@ -889,8 +933,7 @@ impl ApiServer {
             .delete(Self::key(resource, ns, name), Some(rev))
             .await
             .map_err(write_error(resource, name))?;
-        let obj = decode_stored(&last, rev)?;
-        Ok(render_one(resource, obj, output, StatusCode::OK, &[]))
+        decode_stored(&last, rev)
     }
 
     async fn delete_collection(
@@ -1165,6 +1208,38 @@ where
     }
 }
 
+/// What a `DELETE` asks beyond the object's name (its `DeleteOptions` body and `dryRun`).
+#[derive(Debug, Default)]
+struct DeleteOptions {
+    dry_run: bool,
+    uid: Option<String>,
+    resource_version: Option<String>,
+}
+
+impl DeleteOptions {
+    fn decode(body: &[u8], dry_run: bool) -> Result<Self> {
+        let options = if body.is_empty() {
+            json!({})
+        } else {
+            decode_body(body, None)?
+        };
+        let precondition = |field: &str| {
+            options
+                .pointer(&format!("/preconditions/{field}"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        Ok(Self {
+            dry_run: dry_run
+                || options["dryRun"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|v| v == "All")),
+            uid: precondition("uid"),
+            resource_version: precondition("resourceVersion"),
+        })
+    }
+}
+
 fn not_found_path() -> ApiError {
     ApiError::NotFound {
         resource: String::new(),
@@ -1277,13 +1352,13 @@ fn check_type(resource: &ServedResource, obj: &Value) -> Result<()> {
     Ok(())
 }
 
-/// Stored bytes never carry `resourceVersion`: the store's revision is the truth.
-fn encode_stored(obj: &Value) -> Result<Bytes> {
-    let mut obj = obj.clone();
+/// Stored bytes never carry `resourceVersion`: the store's revision is the truth (the
+/// caller sets the new one once the write is done).
+fn encode_stored(obj: &mut Value) -> Result<Bytes> {
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
     }
-    serde_json::to_vec(&obj)
+    serde_json::to_vec(&*obj)
         .map(Bytes::from)
         .map_err(|e| ApiError::Internal(e.to_string()))
 }

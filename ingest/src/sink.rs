@@ -1,15 +1,12 @@
-//! Where Observations go: the aggregated API's own create and status paths, called in
-//! process, so they are validated, stored and watched like any other write. A create is
-//! answered only once it is durable.
+//! Where Observations go: the aggregated API's own create and status verbs, called in
+//! process with the object itself, so they are defaulted, validated, stored and watched like
+//! any other write. A create is answered only once it is durable.
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use zen_apiserver::server::ApiServer;
+use zen_apiserver::{server::ApiServer, status::ApiError};
 
 /// Attempts at a dedup write racing other writers of the same Observation.
 const RETRIES: usize = 5;
@@ -40,9 +37,18 @@ pub struct ApiSink {
     api: ApiServer,
 }
 
-struct Reply {
-    status: StatusCode,
-    body: Value,
+const OBSERVATIONS: &str = "observations";
+
+impl From<ApiError> for SinkError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::Invalid { .. } => SinkError::Invalid(e.to_string()),
+            other => SinkError::Store {
+                status: other.code().as_u16(),
+                message: other.to_string(),
+            },
+        }
+    }
 }
 
 /// Now, as Kubernetes writes times (RFC 3339, whole seconds).
@@ -83,71 +89,22 @@ impl ApiSink {
         self.api.store()
     }
 
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Reply, SinkError> {
-        let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-        let req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::ACCEPT, "application/json")
-            .body(Full::new(bytes))
-            .map_err(|e| SinkError::Store {
-                status: 500,
-                message: e.to_string(),
-            })?;
-        let resp = self.api.handle(req).await;
-        let status = resp.status();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        Ok(Reply {
-            status,
-            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-        })
-    }
-
-    fn failed(reply: &Reply) -> SinkError {
-        let message = reply.body["message"].as_str().unwrap_or("").to_owned();
-        if reply.status == StatusCode::UNPROCESSABLE_ENTITY {
-            SinkError::Invalid(message)
-        } else {
-            SinkError::Store {
-                status: reply.status.as_u16(),
-                message,
-            }
-        }
-    }
-
     /// The newest `status.lastSeen` among the Observations `ingestor` stored in `namespace`.
     pub async fn newest_last_seen(
         &self,
         namespace: &str,
         ingestor: &str,
     ) -> Result<Option<i64>, SinkError> {
-        let reply = self
-            .call(
-                Method::GET,
-                &format!(
-                    "/apis/zen.watcher.io/v1alpha1/namespaces/{namespace}/observations?fieldSelector=spec.ingestor%3D{ingestor}"
-                ),
-                None,
+        let items = self
+            .api
+            .list_objects(
+                OBSERVATIONS,
+                namespace,
+                &format!("spec.ingestor={ingestor}"),
             )
             .await?;
-        if reply.status != StatusCode::OK {
-            return Err(Self::failed(&reply));
-        }
-        Ok(reply.body["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        Ok(items
+            .iter()
             .filter_map(|o| o.pointer("/status/lastSeen").and_then(Value::as_str))
             .filter_map(|t| {
                 time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
@@ -165,27 +122,21 @@ impl ApiSink {
         spec: Value,
         dedup: Option<(String, Duration)>,
     ) -> Result<Recorded, SinkError> {
-        let collection =
-            format!("/apis/zen.watcher.io/v1alpha1/namespaces/{namespace}/observations");
         let Some((key, window)) = dedup else {
             let obj = json!({
                 "apiVersion": "zen.watcher.io/v1alpha1", "kind": "Observation",
                 "metadata": {"generateName": format!("{ingestor}-"), "namespace": namespace},
                 "spec": spec,
             });
-            let reply = self.call(Method::POST, &collection, Some(&obj)).await?;
-            return match reply.status {
-                StatusCode::CREATED => Ok(Recorded::Created {
-                    name: reply.body["metadata"]["name"]
-                        .as_str()
-                        .unwrap_or("")
-                        .to_owned(),
-                }),
-                _ => Err(Self::failed(&reply)),
-            };
+            let created = self.api.create_object(OBSERVATIONS, namespace, obj).await?;
+            return Ok(Recorded::Created {
+                name: created["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+            });
         };
         let name = dedup_name(ingestor, namespace, &key);
-        let item = format!("{collection}/{name}");
         let obj = json!({
             "apiVersion": "zen.watcher.io/v1alpha1", "kind": "Observation",
             "metadata": {"name": name, "namespace": namespace},
@@ -193,21 +144,21 @@ impl ApiSink {
         });
         let mut last = None;
         for _ in 0..RETRIES {
-            let reply = self.call(Method::POST, &collection, Some(&obj)).await?;
-            match reply.status {
-                StatusCode::CREATED => return Ok(Recorded::Created { name }),
-                StatusCode::CONFLICT => {}
-                _ => return Err(Self::failed(&reply)),
+            match self
+                .api
+                .create_object(OBSERVATIONS, namespace, obj.clone())
+                .await
+            {
+                Ok(_) => return Ok(Recorded::Created { name }),
+                Err(ApiError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
             }
             // It exists: fold into it if it was seen inside the window, else replace it.
-            let current = self.call(Method::GET, &item, None).await?;
-            if current.status == StatusCode::NOT_FOUND {
-                continue;
-            }
-            if current.status != StatusCode::OK {
-                return Err(Self::failed(&current));
-            }
-            let mut current = current.body;
+            let mut current = match self.api.get(OBSERVATIONS, namespace, &name).await {
+                Ok(current) => current,
+                Err(ApiError::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
             let last_seen = current["status"]["lastSeen"]
                 .as_str()
                 .and_then(|t| {
@@ -222,27 +173,33 @@ impl ApiSink {
                 let count = current["status"]["count"].as_u64().unwrap_or(1) + 1;
                 current["status"]["count"] = json!(count);
                 current["status"]["lastSeen"] = json!(now_rfc3339());
-                let reply = self
-                    .call(Method::PUT, &format!("{item}/status"), Some(&current))
-                    .await?;
-                match reply.status {
-                    StatusCode::OK => return Ok(Recorded::Folded { name, count }),
-                    StatusCode::CONFLICT | StatusCode::NOT_FOUND => last = Some(reply),
-                    _ => return Err(Self::failed(&reply)),
+                match self
+                    .api
+                    .update_status(OBSERVATIONS, namespace, &name, current)
+                    .await
+                {
+                    Ok(_) => return Ok(Recorded::Folded { name, count }),
+                    Err(e @ (ApiError::Conflict { .. } | ApiError::NotFound { .. })) => {
+                        last = Some(e)
+                    }
+                    Err(e) => return Err(e.into()),
                 }
             } else {
                 // The earlier occurrence is over: this one starts afresh under the same name.
-                let rv = current["metadata"]["resourceVersion"].clone();
-                let options = json!({"kind": "DeleteOptions", "apiVersion": "v1",
-                                     "preconditions": {"resourceVersion": rv}});
-                let reply = self.call(Method::DELETE, &item, Some(&options)).await?;
-                match reply.status {
-                    StatusCode::OK | StatusCode::CONFLICT | StatusCode::NOT_FOUND => {}
-                    _ => return Err(Self::failed(&reply)),
+                let rv = current["metadata"]["resourceVersion"]
+                    .as_str()
+                    .map(str::to_owned);
+                match self
+                    .api
+                    .delete_object(OBSERVATIONS, namespace, &name, rv)
+                    .await
+                {
+                    Ok(_) | Err(ApiError::Conflict { .. } | ApiError::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
                 }
             }
         }
-        Err(last.map(|r| Self::failed(&r)).unwrap_or(SinkError::Store {
+        Err(last.map(SinkError::from).unwrap_or(SinkError::Store {
             status: 409,
             message: "too many concurrent writers of one deduplicated Observation".into(),
         }))
