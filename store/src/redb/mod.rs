@@ -1,0 +1,737 @@
+//! The embedded store: one redb file, a write-ahead log, a writer thread that commits
+//! writes in groups, and the change hub for watches and past-revision lists.
+//!
+//! Group commit: every write waits until it is durable, but writes arriving while a sync is
+//! in flight share the next one, so throughput grows with concurrency instead of being
+//! capped at one sync per write. A group is durable once the write-ahead log ([`wal`]) has
+//! it; the writes then live in memory ([`pending`]) over redb until a checkpoint thread
+//! copies thousands at a time into one durable redb commit. A redb commit rewrites a few
+//! pages per key plus a fixed set per commit, so this costs far less than a commit per group.
+
+mod pending;
+mod wal;
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, Ordering},
+        mpsc as std_mpsc,
+    },
+    time::{Duration, Instant},
+};
+
+use ::redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use self::pending::{Entry, Pending};
+use crate::{
+    BoxFuture, ListOptions, ListResult, ObjectKey, Prefix, Result, Store, StoreError, Versioned,
+    watch::{Event, EventKind, Hub, HubLimits, Watcher},
+};
+
+const OBJECTS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("objects");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const REVISION: &str = "revision";
+
+/// Writes one group takes at most.
+const MAX_BATCH: usize = 512;
+/// Writes waiting for the writer; beyond this, writes fail fast with `Unavailable`.
+const QUEUE: usize = 16 * 1024;
+/// Memory redb may use to cache pages. The OS page cache holds the file anyway; a small
+/// cache keeps the resident set predictable with hundreds of thousands of objects.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// A checkpoint starts once this many keys are pending, or once the oldest pending write is
+/// this old, whichever comes first.
+const CHECKPOINT_KEYS: usize = 16 * 1024;
+const CHECKPOINT_AGE: Duration = Duration::from_secs(1);
+/// Keys pending at most: beyond it, writes wait for the running checkpoint, which bounds
+/// memory when redb falls behind.
+const MAX_PENDING_KEYS: usize = 256 * 1024;
+
+enum Op {
+    Create(ObjectKey, Bytes),
+    Update(ObjectKey, Bytes, Option<u64>),
+    Delete(ObjectKey, Option<u64>),
+}
+
+enum Outcome {
+    Written(u64),
+    Deleted(Bytes, u64),
+}
+
+struct WriteRequest {
+    op: Op,
+    reply: oneshot::Sender<Result<Outcome>>,
+}
+
+/// Counters for tests and metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Durable write groups (log syncs).
+    pub commits: std::sync::atomic::AtomicU64,
+    pub writes: std::sync::atomic::AtomicU64,
+    /// redb commits of checkpoints.
+    pub checkpoints: std::sync::atomic::AtomicU64,
+}
+
+/// What readers, the writer and the checkpoint thread share.
+struct Shared {
+    db: Database,
+    pending: RwLock<Pending>,
+    healthy: AtomicBool,
+}
+
+impl Shared {
+    fn pending(&self) -> std::sync::RwLockReadGuard<'_, Pending> {
+        self.pending.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pending_mut(&self) -> std::sync::RwLockWriteGuard<'_, Pending> {
+        self.pending.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The key's current value: pending, else in redb. The redb snapshot is taken while the
+    /// pending layer is held, so a checkpoint finishing meanwhile cannot hide the key.
+    fn current(&self, flat: &str) -> Result<Option<Versioned>> {
+        let txn = {
+            let pending = self.pending();
+            if let Some(entry) = pending.lookup(flat) {
+                return Ok(entry.clone());
+            }
+            self.db.begin_read().map_err(internal)?
+        };
+        let objects = txn.open_table(OBJECTS).map_err(internal)?;
+        let found = objects.get(flat).map_err(internal)?;
+        Ok(found.map(|v| {
+            let (rev, bytes) = v.value();
+            Versioned {
+                value: Bytes::copy_from_slice(bytes),
+                mod_revision: rev,
+            }
+        }))
+    }
+}
+
+/// The embedded, single-process store.
+pub struct RedbStore {
+    shared: Arc<Shared>,
+    hub: Arc<Hub>,
+    writer: Option<std_mpsc::SyncSender<WriteRequest>>,
+    writer_thread: Option<std::thread::JoinHandle<()>>,
+    pub stats: Arc<Stats>,
+}
+
+impl Drop for RedbStore {
+    /// Stops the writer, which checkpoints everything pending, and waits for it, so the file
+    /// lock is free when `drop` returns (a restart in the same process can reopen the
+    /// database at once).
+    fn drop(&mut self) {
+        self.writer.take();
+        if let Some(thread) = self.writer_thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
+fn stored_revision(txn: &::redb::WriteTransaction) -> Result<u64> {
+    let meta = txn.open_table(META).map_err(internal)?;
+    Ok(meta
+        .get(REVISION)
+        .map_err(internal)?
+        .map(|v| v.value())
+        .unwrap_or(0))
+}
+
+impl RedbStore {
+    /// Opens (or creates) the database at `path`, replaying its write-ahead log.
+    pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, HubLimits::default())
+    }
+
+    pub fn open_with(path: &Path, limits: HubLimits) -> Result<Self> {
+        let unavailable = |e: &dyn std::fmt::Display| {
+            StoreError::Unavailable(format!("opening {}: {e}", path.display()))
+        };
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| unavailable(&e))?;
+        let replay = wal::recover(path).map_err(|e| unavailable(&e))?;
+        let revision = {
+            let txn = db.begin_write().map_err(internal)?;
+            let mut revision = stored_revision(&txn)?;
+            {
+                let mut objects = txn.open_table(OBJECTS).map_err(internal)?;
+                let mut replayed = 0;
+                let from = revision;
+                for change in replay.iter().filter(|c| c.revision > from) {
+                    if change.revision != revision + 1 {
+                        tracing::warn!(
+                            expected = revision + 1,
+                            found = change.revision,
+                            "the write-ahead log skips revisions; replaying stops there"
+                        );
+                        break;
+                    }
+                    match &change.value {
+                        Some(v) => {
+                            objects
+                                .insert(change.key.as_str(), (change.revision, &v[..]))
+                                .map_err(internal)?;
+                        }
+                        None => {
+                            objects.remove(change.key.as_str()).map_err(internal)?;
+                        }
+                    }
+                    revision = change.revision;
+                    replayed += 1;
+                }
+                if replayed > 0 {
+                    tracing::info!(replayed, revision, "replayed the write-ahead log");
+                }
+                let mut meta = txn.open_table(META).map_err(internal)?;
+                meta.insert(REVISION, revision).map_err(internal)?;
+            }
+            txn.commit().map_err(internal)?;
+            revision
+        };
+        // Everything the log held is in redb now; a fresh segment starts.
+        let old = wal::segments(path).map_err(|e| unavailable(&e))?;
+        let log = wal::Wal::create(path, revision + 1).map_err(|e| unavailable(&e))?;
+        for segment in old.iter().filter(|s| s.as_path() != log.path()) {
+            std::fs::remove_file(segment).map_err(|e| unavailable(&e))?;
+        }
+        let shared = Arc::new(Shared {
+            db,
+            pending: RwLock::new(Pending::new(revision)),
+            healthy: AtomicBool::new(true),
+        });
+        let hub = Arc::new(Hub::new(revision, limits));
+        let stats = Arc::new(Stats::default());
+        let (tx, rx) = std_mpsc::sync_channel(QUEUE);
+        let writer = Writer {
+            shared: shared.clone(),
+            hub: hub.clone(),
+            revision,
+            stats: stats.clone(),
+            db_path: path.to_path_buf(),
+            log,
+            oldest_pending: None,
+            checkpoint: None,
+            retained: Vec::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("zen-store-write".into())
+            .spawn(move || writer.run(rx))
+            .map_err(internal)?;
+        Ok(Self {
+            shared,
+            hub,
+            writer: Some(tx),
+            writer_thread: Some(thread),
+            stats,
+        })
+    }
+
+    async fn submit(&self, op: Op) -> Result<Outcome> {
+        let (reply, rx) = oneshot::channel();
+        let writer = self
+            .writer
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("the store is closing".into()))?;
+        writer
+            .try_send(WriteRequest { op, reply })
+            .map_err(|e| match e {
+                std_mpsc::TrySendError::Full(_) => {
+                    StoreError::Unavailable("too many writes queued; retry shortly".into())
+                }
+                std_mpsc::TrySendError::Disconnected(_) => {
+                    StoreError::Unavailable("the store writer stopped".into())
+                }
+            })?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the store writer stopped".into()))?
+    }
+
+    fn list_blocking(&self, prefix: &Prefix, options: &ListOptions) -> Result<ListResult> {
+        let (start, end) = prefix.range();
+        // The pending layer and a redb snapshot together: the state at `snapshot`.
+        let (pending, snapshot, txn) = {
+            let pending = self.shared.pending();
+            let txn = self.shared.db.begin_read().map_err(internal)?;
+            (pending.range(&start, &end), pending.revision, txn)
+        };
+        let objects = txn.open_table(OBJECTS).map_err(internal)?;
+        let target = options.at_revision.unwrap_or(snapshot);
+        if target > snapshot {
+            return Err(StoreError::FutureRevision {
+                requested: target,
+                current: snapshot,
+            });
+        }
+        // Changes between the requested revision and this snapshot, to undo.
+        let overlay: Vec<Arc<Event>> = if target < snapshot {
+            self.wait_for_hub(snapshot);
+            self.hub
+                .events_after(prefix, target)?
+                .into_iter()
+                .filter(|e| e.revision <= snapshot)
+                .collect()
+        } else {
+            Vec::new()
+        };
+
+        let after = options.start_after.as_ref().map(ObjectKey::encode);
+        let limit = options.limit.unwrap_or(usize::MAX);
+        // Undoing can remove at most one item per overlay event, so this many items always
+        // leave `limit` (and one to tell whether there are more) after undoing.
+        let window = limit.saturating_add(overlay.len()).saturating_add(1);
+        let mut page: BTreeMap<String, Versioned> = BTreeMap::new();
+        let mut truncated_at: Option<String> = None;
+        let range = objects
+            .range(start.as_str()..end.as_str())
+            .map_err(internal)?;
+        let mut stored = range.map(|entry| {
+            entry.map_err(internal).map(|(k, v)| {
+                let (rev, bytes) = v.value();
+                (
+                    k.value().to_owned(),
+                    Some(Versioned {
+                        value: Bytes::copy_from_slice(bytes),
+                        mod_revision: rev,
+                    }),
+                )
+            })
+        });
+        let mut pending = pending.into_iter().peekable();
+        let mut next_stored = stored.next().transpose()?;
+        loop {
+            // The smaller key of the two sources; on a tie the pending state wins.
+            let (k, entry) = match (&next_stored, pending.peek()) {
+                (None, None) => break,
+                (Some((sk, _)), Some((pk, _))) if pk <= sk => {
+                    if pk == sk {
+                        next_stored = stored.next().transpose()?;
+                    }
+                    pending.next().unwrap_or_default()
+                }
+                (Some(_), _) => {
+                    let item = next_stored.take().unwrap_or_default();
+                    next_stored = stored.next().transpose()?;
+                    item
+                }
+                (None, Some(_)) => pending.next().unwrap_or_default(),
+            };
+            let Some(v) = entry else { continue };
+            if after.as_deref().is_some_and(|a| k.as_str() <= a) {
+                continue;
+            }
+            if page.len() == window {
+                truncated_at = page.keys().next_back().cloned();
+                break;
+            }
+            page.insert(k, v);
+        }
+        for event in overlay.iter().rev() {
+            let k = event.key.encode();
+            if after.as_deref().is_some_and(|a| k.as_str() <= a) {
+                continue;
+            }
+            match (&event.kind, &event.prev) {
+                (EventKind::Added, _) => {
+                    page.remove(&k);
+                }
+                (EventKind::Modified | EventKind::Deleted, Some(prev)) => {
+                    page.insert(k, prev.clone());
+                }
+                (_, None) => {}
+            }
+        }
+        if let Some(last) = &truncated_at {
+            page.retain(|k, _| k <= last);
+        }
+        let more = page.len() > limit || truncated_at.is_some();
+        let items = page
+            .into_iter()
+            .take(limit)
+            .filter_map(|(k, v)| ObjectKey::decode(&k).map(|k| (k, v)))
+            .collect();
+        Ok(ListResult {
+            items,
+            revision: target,
+            more,
+        })
+    }
+
+    /// The hub is told about a write right after it is durable; a reader that saw the write
+    /// first waits that moment out.
+    fn wait_for_hub(&self, revision: u64) {
+        for _ in 0..1000 {
+            if self.hub.revision() >= revision {
+                return;
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+}
+
+impl Store for RedbStore {
+    fn get<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Option<Versioned>>> {
+        Box::pin(async move { self.shared.current(&key.encode()) })
+    }
+
+    fn create(&self, key: ObjectKey, value: Bytes) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(async move {
+            match self.submit(Op::Create(key, value)).await? {
+                Outcome::Written(rev) | Outcome::Deleted(_, rev) => Ok(rev),
+            }
+        })
+    }
+
+    fn update(
+        &self,
+        key: ObjectKey,
+        value: Bytes,
+        expected: Option<u64>,
+    ) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(async move {
+            match self.submit(Op::Update(key, value, expected)).await? {
+                Outcome::Written(rev) | Outcome::Deleted(_, rev) => Ok(rev),
+            }
+        })
+    }
+
+    fn delete(&self, key: ObjectKey, expected: Option<u64>) -> BoxFuture<'_, Result<(Bytes, u64)>> {
+        Box::pin(async move {
+            match self.submit(Op::Delete(key, expected)).await? {
+                Outcome::Deleted(value, rev) => Ok((value, rev)),
+                Outcome::Written(rev) => Ok((Bytes::new(), rev)),
+            }
+        })
+    }
+
+    fn list(&self, prefix: Prefix, options: ListOptions) -> BoxFuture<'_, Result<ListResult>> {
+        // redb reads are memory-mapped and fast; a page is read in place.
+        Box::pin(async move { self.list_blocking(&prefix, &options) })
+    }
+
+    fn current_revision(&self) -> u64 {
+        self.hub.revision()
+    }
+
+    fn watch(&self, prefix: Prefix, from_revision: u64) -> Result<Watcher> {
+        self.hub.subscribe(prefix, from_revision)
+    }
+
+    fn ready(&self) -> bool {
+        self.shared.healthy.load(Ordering::Acquire)
+    }
+}
+
+/// A checkpoint in progress: the log segments it makes redundant, and its thread.
+struct Checkpoint {
+    segments: Vec<PathBuf>,
+    thread: std::thread::JoinHandle<bool>,
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    hub: Arc<Hub>,
+    revision: u64,
+    stats: Arc<Stats>,
+    db_path: PathBuf,
+    log: wal::Wal,
+    /// When the oldest write not yet in a checkpoint was made.
+    oldest_pending: Option<Instant>,
+    checkpoint: Option<Checkpoint>,
+    /// Segments of failed checkpoints, deleted once a later one covers them.
+    retained: Vec<PathBuf>,
+}
+
+impl Writer {
+    fn run(mut self, rx: std_mpsc::Receiver<WriteRequest>) {
+        loop {
+            // Idle with work outstanding: wake to checkpoint it, or to reap a finished one.
+            let first = if self.oldest_pending.is_some() || self.checkpoint.is_some() {
+                match rx.recv_timeout(CHECKPOINT_AGE) {
+                    Ok(first) => first,
+                    Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                        self.maybe_checkpoint();
+                        continue;
+                    }
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(first) => first,
+                    Err(_) => break,
+                }
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            let (ops, replies): (Vec<Op>, Vec<_>) =
+                batch.into_iter().map(|r| (r.op, r.reply)).unzip();
+            match self.commit(ops) {
+                Ok((outcomes, events)) => {
+                    self.shared.healthy.store(true, Ordering::Release);
+                    self.hub.publish(events);
+                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                        let _ = reply.send(outcome);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "store commit failed");
+                    self.shared.healthy.store(false, Ordering::Release);
+                    for reply in replies {
+                        let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
+                    }
+                }
+            }
+            self.maybe_checkpoint();
+        }
+        // Closing: everything pending goes into redb, so the next open replays nothing.
+        self.finish_checkpoint();
+        if self.oldest_pending.is_some() {
+            self.start_checkpoint();
+            self.finish_checkpoint();
+        }
+    }
+
+    /// Applies `ops` in order, each succeeding or failing on its own, and makes the
+    /// successful ones durable in one log sync; fails as a whole only on I/O errors, and
+    /// then nothing of it is kept.
+    fn commit(
+        &mut self,
+        ops: Vec<Op>,
+    ) -> std::result::Result<(Vec<Result<Outcome>>, Vec<Event>), StoreError> {
+        let mut revision = self.revision;
+        let mut outcomes = Vec::with_capacity(ops.len());
+        let mut events = Vec::new();
+        // This group's own changes, which later ops in it must see.
+        let mut changed: BTreeMap<String, Entry> = BTreeMap::new();
+        let mut changes: Vec<(String, Entry)> = Vec::new();
+        for op in ops {
+            let (key, value, expected, create) = match op {
+                Op::Create(k, v) => (k, Some(v), None, true),
+                Op::Update(k, v, e) => (k, Some(v), e, false),
+                Op::Delete(k, e) => (k, None, e, false),
+            };
+            let flat = key.encode();
+            let current = match changed.get(&flat) {
+                Some(entry) => entry.clone(),
+                None => self.shared.current(&flat)?,
+            };
+            let outcome = match (&current, create) {
+                (Some(_), true) => Err(StoreError::AlreadyExists),
+                (None, false) => Err(StoreError::NotFound),
+                (Some(cur), false) if expected.is_some_and(|e| e != cur.mod_revision) => {
+                    Err(StoreError::Conflict {
+                        current: cur.mod_revision,
+                    })
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = outcome {
+                outcomes.push(Err(e));
+                continue;
+            }
+            revision += 1;
+            let entry = match value {
+                Some(value) => {
+                    events.push(Event {
+                        kind: if create {
+                            EventKind::Added
+                        } else {
+                            EventKind::Modified
+                        },
+                        key,
+                        value: value.clone(),
+                        revision,
+                        prev: current,
+                    });
+                    outcomes.push(Ok(Outcome::Written(revision)));
+                    Some(Versioned {
+                        value,
+                        mod_revision: revision,
+                    })
+                }
+                None => {
+                    let last = current.clone().map(|c| c.value).unwrap_or_default();
+                    events.push(Event {
+                        kind: EventKind::Deleted,
+                        key,
+                        value: last.clone(),
+                        revision,
+                        prev: current,
+                    });
+                    outcomes.push(Ok(Outcome::Deleted(last, revision)));
+                    None
+                }
+            };
+            changed.insert(flat.clone(), entry.clone());
+            changes.push((flat, entry));
+        }
+        if changes.is_empty() {
+            return Ok((outcomes, events));
+        }
+        let first = self.revision + 1;
+        self.log
+            .append(
+                changes
+                    .iter()
+                    .zip(first..)
+                    .map(|((k, e), rev)| (rev, k.as_str(), e.as_ref().map(|v| &v.value[..]))),
+            )
+            .map_err(|e| StoreError::Unavailable(format!("writing the write-ahead log: {e}")))?;
+        {
+            let mut pending = self.shared.pending_mut();
+            for ((k, e), rev) in changes.into_iter().zip(first..) {
+                pending.apply(k, e, rev);
+            }
+        }
+        self.oldest_pending.get_or_insert_with(Instant::now);
+        self.revision = revision;
+        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .writes
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        Ok((outcomes, events))
+    }
+
+    /// Starts a checkpoint when enough is pending and none runs; when the pending layer is
+    /// full, waits for the running one first.
+    fn maybe_checkpoint(&mut self) {
+        let (active, running) = {
+            let pending = self.shared.pending();
+            (pending.active_len(), pending.checkpointing())
+        };
+        if running {
+            if active < MAX_PENDING_KEYS
+                && !self
+                    .checkpoint
+                    .as_ref()
+                    .is_some_and(|c| c.thread.is_finished())
+            {
+                return;
+            }
+            self.finish_checkpoint();
+        }
+        let due = active >= CHECKPOINT_KEYS
+            || self
+                .oldest_pending
+                .is_some_and(|t| t.elapsed() >= CHECKPOINT_AGE);
+        if due {
+            self.start_checkpoint();
+        }
+    }
+
+    /// Freezes the pending writes and copies them into redb on another thread; writes go on
+    /// into a new log segment meanwhile.
+    fn start_checkpoint(&mut self) {
+        let log = match wal::Wal::create(&self.db_path, self.revision + 1) {
+            Ok(log) => log,
+            Err(e) => {
+                tracing::error!(error = %e, "starting a write-ahead log segment failed; the checkpoint waits");
+                return;
+            }
+        };
+        let done = std::mem::replace(&mut self.log, log);
+        let (frozen, revision) = {
+            let mut pending = self.shared.pending_mut();
+            (pending.freeze(), pending.revision)
+        };
+        self.oldest_pending = None;
+        let mut segments = std::mem::take(&mut self.retained);
+        segments.push(done.path().to_path_buf());
+        let (shared, stats, job) = (self.shared.clone(), self.stats.clone(), frozen.clone());
+        let thread = std::thread::Builder::new()
+            .name("zen-store-checkpoint".into())
+            .spawn(move || checkpoint(&shared, &job, revision, &stats));
+        match thread {
+            Ok(thread) => self.checkpoint = Some(Checkpoint { segments, thread }),
+            Err(e) => {
+                tracing::warn!(error = %e, "starting the checkpoint thread failed; checkpointing here");
+                let ok = checkpoint(&self.shared, &frozen, revision, &self.stats);
+                self.finished(ok, segments);
+            }
+        }
+    }
+
+    /// Waits for the running checkpoint, if any.
+    fn finish_checkpoint(&mut self) {
+        if let Some(c) = self.checkpoint.take() {
+            let ok = c.thread.join().unwrap_or(false);
+            self.finished(ok, c.segments);
+        }
+    }
+
+    fn finished(&mut self, ok: bool, segments: Vec<PathBuf>) {
+        if ok {
+            self.shared.pending_mut().thaw();
+            for s in segments {
+                if let Err(e) = std::fs::remove_file(&s) {
+                    tracing::warn!(segment = %s.display(), error = %e, "removing a checkpointed log segment failed");
+                }
+            }
+        } else {
+            // Still durable in the log and still served from memory; the next checkpoint
+            // takes these writes again with the newer ones.
+            self.shared.healthy.store(false, Ordering::Release);
+            self.shared.pending_mut().unfreeze();
+            self.oldest_pending.get_or_insert_with(Instant::now);
+            self.retained.extend(segments);
+        }
+    }
+}
+
+/// Copies one frozen generation into redb in a single durable commit.
+fn checkpoint(
+    shared: &Shared,
+    frozen: &BTreeMap<String, Entry>,
+    revision: u64,
+    stats: &Stats,
+) -> bool {
+    let write = || -> Result<()> {
+        let txn = shared.db.begin_write().map_err(internal)?;
+        {
+            let mut objects = txn.open_table(OBJECTS).map_err(internal)?;
+            for (key, entry) in frozen {
+                match entry {
+                    Some(v) => {
+                        objects
+                            .insert(key.as_str(), (v.mod_revision, &v.value[..]))
+                            .map_err(internal)?;
+                    }
+                    None => {
+                        objects.remove(key.as_str()).map_err(internal)?;
+                    }
+                }
+            }
+            let mut meta = txn.open_table(META).map_err(internal)?;
+            meta.insert(REVISION, revision).map_err(internal)?;
+        }
+        txn.commit().map_err(internal)
+    };
+    match write() {
+        Ok(()) => {
+            stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "checkpointing the store into redb failed");
+            false
+        }
+    }
+}
