@@ -120,6 +120,13 @@ async fn checkpoints(store: &RedbStore, n: u64) {
     }
 }
 
+async fn list_ns(store: &RedbStore, options: ListOptions) -> zen_store::ListResult {
+    store
+        .list(Prefix::new("observations", Some("ns")), options)
+        .await
+        .unwrap()
+}
+
 fn names(page: &zen_store::ListResult) -> Vec<(String, Vec<u8>)> {
     page.items
         .iter()
@@ -155,61 +162,43 @@ async fn reads_layer_pending_writes_over_checkpointed_ones() {
         .iter()
         .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
         .collect();
-    let all = store
-        .list(
-            Prefix::new("observations", Some("ns")),
-            ListOptions::default(),
-        )
-        .await
-        .unwrap();
+    let all = list_ns(&store, ListOptions::default()).await;
     assert_eq!(names(&all), expected);
     // Pages of two, continuing at the first page's revision.
-    let first = store
-        .list(
-            Prefix::new("observations", Some("ns")),
-            ListOptions {
-                limit: Some(2),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let first = list_ns(
+        &store,
+        ListOptions {
+            limit: Some(2),
+            ..Default::default()
+        },
+    )
+    .await;
     assert!(first.more);
-    let rest = store
-        .list(
-            Prefix::new("observations", Some("ns")),
-            ListOptions {
-                start_after: first.items.last().map(|(k, _)| k.clone()),
-                at_revision: Some(first.revision),
-                limit: Some(2),
-            },
-        )
-        .await
-        .unwrap();
+    let rest = list_ns(
+        &store,
+        ListOptions {
+            start_after: first.items.last().map(|(k, _)| k.clone()),
+            at_revision: Some(first.revision),
+            limit: Some(2),
+        },
+    )
+    .await;
     assert!(!rest.more);
     assert_eq!([names(&first), names(&rest)].concat(), expected);
     // The state before those changes, undone from the hub's history.
-    let past = store
-        .list(
-            Prefix::new("observations", Some("ns")),
-            ListOptions {
-                at_revision: Some(before),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let past = list_ns(
+        &store,
+        ListOptions {
+            at_revision: Some(before),
+            ..Default::default()
+        },
+    )
+    .await;
     let letters: Vec<String> = names(&past).into_iter().map(|(n, _)| n).collect();
     assert_eq!(letters, ["a", "b", "c", "d"]);
     // After the next checkpoint, the same answers come from redb alone.
     checkpoints(&store, 2).await;
-    let all = store
-        .list(
-            Prefix::new("observations", Some("ns")),
-            ListOptions::default(),
-        )
-        .await
-        .unwrap();
+    let all = list_ns(&store, ListOptions::default()).await;
     assert_eq!(names(&all), expected);
     assert_eq!(store.get(&key("ns", "c")).await.unwrap(), None);
 }
