@@ -105,14 +105,39 @@ impl Shared {
         };
         let objects = txn.open_table(OBJECTS).map_err(internal)?;
         let found = objects.get(flat).map_err(internal)?;
-        Ok(found.map(|v| {
-            let (rev, bytes) = v.value();
-            Versioned {
-                value: Bytes::copy_from_slice(bytes),
-                mod_revision: rev,
-            }
-        }))
+        Ok(found.map(|v| versioned(v.value())))
     }
+}
+
+/// A stored row as the store's callers see it.
+fn versioned((mod_revision, bytes): (u64, &[u8])) -> Versioned {
+    Versioned {
+        value: Bytes::copy_from_slice(bytes),
+        mod_revision,
+    }
+}
+
+/// Writes keys' states (a revision and value, or `None` for gone) into redb within `txn`,
+/// and the revision the store then stands at.
+fn write_states<'a>(
+    txn: &::redb::WriteTransaction,
+    states: impl IntoIterator<Item = (&'a str, Option<(u64, &'a [u8])>)>,
+    revision: u64,
+) -> Result<()> {
+    let mut objects = txn.open_table(OBJECTS).map_err(internal)?;
+    for (key, state) in states {
+        match state {
+            Some(row) => {
+                objects.insert(key, row).map_err(internal)?;
+            }
+            None => {
+                objects.remove(key).map_err(internal)?;
+            }
+        }
+    }
+    let mut meta = txn.open_table(META).map_err(internal)?;
+    meta.insert(REVISION, revision).map_err(internal)?;
+    Ok(())
 }
 
 /// The embedded, single-process store.
@@ -166,40 +191,35 @@ impl RedbStore {
         let replay = wal::recover(path).map_err(|e| unavailable(&e))?;
         let revision = {
             let txn = db.begin_write().map_err(internal)?;
-            let mut revision = stored_revision(&txn)?;
-            {
-                let mut objects = txn.open_table(OBJECTS).map_err(internal)?;
-                let mut replayed = 0;
-                let from = revision;
-                for change in replay.iter().filter(|c| c.revision > from) {
-                    if change.revision != revision + 1 {
-                        tracing::warn!(
-                            expected = revision + 1,
-                            found = change.revision,
-                            "the write-ahead log skips revisions; replaying stops there"
-                        );
-                        break;
-                    }
-                    match &change.value {
-                        Some(v) => {
-                            objects
-                                .insert(change.key.as_str(), (change.revision, &v[..]))
-                                .map_err(internal)?;
-                        }
-                        None => {
-                            objects.remove(change.key.as_str()).map_err(internal)?;
-                        }
-                    }
-                    revision = change.revision;
-                    replayed += 1;
-                }
-                if replayed > 0 {
-                    tracing::info!(replayed, revision, "replayed the write-ahead log");
-                }
-                let mut meta = txn.open_table(META).map_err(internal)?;
-                meta.insert(REVISION, revision).map_err(internal)?;
+            let checkpointed = stored_revision(&txn)?;
+            // The changes after the last checkpoint, as long as revisions follow on.
+            let later: Vec<&wal::Change> = replay
+                .iter()
+                .filter(|c| c.revision > checkpointed)
+                .zip(checkpointed + 1..)
+                .take_while(|(c, expected)| c.revision == *expected)
+                .map(|(c, _)| c)
+                .collect();
+            if later.len() < replay.iter().filter(|c| c.revision > checkpointed).count() {
+                tracing::warn!(
+                    after = checkpointed + later.len() as u64,
+                    "the write-ahead log skips revisions; replaying stops there"
+                );
             }
+            let revision = later.last().map_or(checkpointed, |c| c.revision);
+            let states = later.iter().map(|c| {
+                let row = c.value.as_ref().map(|v| (c.revision, &v[..]));
+                (c.key.as_str(), row)
+            });
+            write_states(&txn, states, revision)?;
             txn.commit().map_err(internal)?;
+            if !later.is_empty() {
+                tracing::info!(
+                    replayed = later.len(),
+                    revision,
+                    "replayed the write-ahead log"
+                );
+            }
             revision
         };
         // Everything the log held is in redb now; a fresh segment starts.
@@ -299,16 +319,9 @@ impl RedbStore {
             .range(start.as_str()..end.as_str())
             .map_err(internal)?;
         let mut stored = range.map(|entry| {
-            entry.map_err(internal).map(|(k, v)| {
-                let (rev, bytes) = v.value();
-                (
-                    k.value().to_owned(),
-                    Some(Versioned {
-                        value: Bytes::copy_from_slice(bytes),
-                        mod_revision: rev,
-                    }),
-                )
-            })
+            entry
+                .map_err(internal)
+                .map(|(k, v)| (k.value().to_owned(), Some(versioned(v.value()))))
         });
         let mut pending = pending.into_iter().peekable();
         let mut next_stored = stored.next().transpose()?;
@@ -521,7 +534,7 @@ impl Writer {
         let mut events = Vec::new();
         // This group's own changes, which later ops in it must see.
         let mut changed: BTreeMap<String, Entry> = BTreeMap::new();
-        let mut changes: Vec<(String, Entry)> = Vec::new();
+        let mut changes: Vec<(String, Entry, u64)> = Vec::new();
         for op in ops {
             let (key, value, expected, create) = match op {
                 Op::Create(k, v) => (k, Some(v), None, true),
@@ -581,23 +594,21 @@ impl Writer {
                 }
             };
             changed.insert(flat.clone(), entry.clone());
-            changes.push((flat, entry));
+            changes.push((flat, entry, revision));
         }
         if changes.is_empty() {
             return Ok((outcomes, events));
         }
-        let first = self.revision + 1;
         self.log
             .append(
                 changes
                     .iter()
-                    .zip(first..)
-                    .map(|((k, e), rev)| (rev, k.as_str(), e.as_ref().map(|v| &v.value[..]))),
+                    .map(|(k, e, rev)| (*rev, k.as_str(), e.as_ref().map(|v| &v.value[..]))),
             )
             .map_err(|e| StoreError::Unavailable(format!("writing the write-ahead log: {e}")))?;
         {
             let mut pending = self.shared.pending_mut();
-            for ((k, e), rev) in changes.into_iter().zip(first..) {
+            for (k, e, rev) in changes {
                 pending.apply(k, e, rev);
             }
         }
@@ -613,17 +624,9 @@ impl Writer {
     /// Starts a checkpoint when enough is pending and none runs; when the pending layer is
     /// full, waits for the running one first.
     fn maybe_checkpoint(&mut self) {
-        let (active, running) = {
-            let pending = self.shared.pending();
-            (pending.active_len(), pending.checkpointing())
-        };
-        if running {
-            if active < MAX_PENDING_KEYS
-                && !self
-                    .checkpoint
-                    .as_ref()
-                    .is_some_and(|c| c.thread.is_finished())
-            {
+        let active = self.shared.pending().active_len();
+        if let Some(running) = &self.checkpoint {
+            if active < MAX_PENDING_KEYS && !running.thread.is_finished() {
                 return;
             }
             self.finish_checkpoint();
@@ -705,23 +708,11 @@ fn checkpoint(
 ) -> bool {
     let write = || -> Result<()> {
         let txn = shared.db.begin_write().map_err(internal)?;
-        {
-            let mut objects = txn.open_table(OBJECTS).map_err(internal)?;
-            for (key, entry) in frozen {
-                match entry {
-                    Some(v) => {
-                        objects
-                            .insert(key.as_str(), (v.mod_revision, &v.value[..]))
-                            .map_err(internal)?;
-                    }
-                    None => {
-                        objects.remove(key.as_str()).map_err(internal)?;
-                    }
-                }
-            }
-            let mut meta = txn.open_table(META).map_err(internal)?;
-            meta.insert(REVISION, revision).map_err(internal)?;
-        }
+        let states = frozen.iter().map(|(key, entry)| {
+            let row = entry.as_ref().map(|v| (v.mod_revision, &v.value[..]));
+            (key.as_str(), row)
+        });
+        write_states(&txn, states, revision)?;
         txn.commit().map_err(internal)
     };
     match write() {

@@ -55,10 +55,6 @@ impl Pending {
         self.active.len()
     }
 
-    pub fn checkpointing(&self) -> bool {
-        !self.frozen.is_empty()
-    }
-
     /// Hands the active generation to a checkpoint.
     pub fn freeze(&mut self) -> Arc<BTreeMap<String, Entry>> {
         self.frozen = Arc::new(std::mem::take(&mut self.active));
