@@ -86,10 +86,7 @@ pub fn last_occurrence(event: &Value) -> Option<i64> {
     ]
     .iter()
     .filter_map(|p| event.pointer(p).and_then(Value::as_str))
-    .filter_map(|t| {
-        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-    })
-    .map(|t| t.unix_timestamp())
+    .filter_map(crate::sink::unix_seconds)
     .max()
 }
 

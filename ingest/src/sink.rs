@@ -63,6 +63,13 @@ pub(crate) fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
+/// An RFC 3339 time as Unix seconds.
+pub(crate) fn unix_seconds(t: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
 /// The name of the Observation a dedup key folds into: stable, so every writer (and every
 /// replica, and the server after a restart) finds the same object.
 pub fn dedup_name(ingestor: &str, namespace: &str, key: &str) -> String {
@@ -106,10 +113,7 @@ impl ApiSink {
         Ok(items
             .iter()
             .filter_map(|o| o.pointer("/status/lastSeen").and_then(Value::as_str))
-            .filter_map(|t| {
-                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-            })
-            .map(|t| t.unix_timestamp())
+            .filter_map(unix_seconds)
             .max())
     }
 
@@ -161,11 +165,7 @@ impl ApiSink {
             };
             let last_seen = current["status"]["lastSeen"]
                 .as_str()
-                .and_then(|t| {
-                    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                        .ok()
-                })
-                .map(|t| t.unix_timestamp())
+                .and_then(unix_seconds)
                 .unwrap_or(0);
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             let within = u64::try_from(now - last_seen).is_ok_and(|age| age <= window.as_secs());
