@@ -207,7 +207,9 @@ async fn reads_layer_pending_writes_over_checkpointed_ones() {
 const CRASH_DIR: &str = "ZEN_STORE_TEST_CRASH_DIR";
 
 /// The child: writes, reports each acknowledged write on stdout, and aborts without any
-/// shutdown (no final checkpoint), some writes checkpointed and some only in the log.
+/// shutdown (no final checkpoint), some writes checkpointed and some only in the log. The
+/// last writes go into a segment written over the first one (the spare), whose 50 old
+/// frames lie beyond them.
 #[tokio::test]
 async fn crash_child() {
     let Ok(dir) = std::env::var(CRASH_DIR) else {
@@ -229,6 +231,7 @@ async fn crash_child() {
             .unwrap();
         println!("ack o{i:03} w{i} {rev}");
     }
+    checkpoints(&store, 2).await;
     let (_, rev) = store.delete(key("ns", "o049"), None).await.unwrap();
     println!("ack o049 - {rev}");
     for i in 50..60 {
@@ -275,6 +278,23 @@ fn acknowledged_writes_survive_a_crash() {
         71,
         "the child acknowledged every write:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    let mut segments: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("db.wal.0"))
+        .collect();
+    segments.sort_by_key(|e| e.file_name());
+    let newest = segments
+        .last()
+        .expect("a log segment")
+        .metadata()
+        .unwrap()
+        .len();
+    // 11 changes of about 50 bytes each, over 50 old frames.
+    assert!(
+        newest > 1500,
+        "the last segment ({newest} bytes) was written over the first"
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

@@ -8,6 +8,7 @@
 //! copies thousands at a time into one durable redb commit. A redb commit rewrites a few
 //! pages per key plus a fixed set per commit, so this costs far less than a commit per group.
 
+mod keys;
 mod pending;
 mod wal;
 
@@ -26,7 +27,10 @@ use ::redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use self::pending::{Entry, Pending};
+use self::{
+    keys::Keys,
+    pending::{Entry, Pending},
+};
 use crate::{
     BoxFuture, ListOptions, ListResult, ObjectKey, Prefix, Result, Store, StoreError, Versioned,
     watch::{Event, EventKind, Hub, HubLimits, Watcher},
@@ -107,6 +111,17 @@ impl Shared {
         let found = objects.get(flat).map_err(internal)?;
         Ok(found.map(|v| versioned(v.value())))
     }
+}
+
+/// The keys redb holds.
+fn existing_keys(db: &Database) -> Result<Keys> {
+    let txn = db.begin_read().map_err(internal)?;
+    let objects = txn.open_table(OBJECTS).map_err(internal)?;
+    let mut keys = Keys::default();
+    for row in objects.iter().map_err(internal)? {
+        keys.added(row.map_err(internal)?.0.value());
+    }
+    Ok(keys)
 }
 
 /// A stored row as the store's callers see it.
@@ -222,12 +237,12 @@ impl RedbStore {
             }
             revision
         };
+        let keys = existing_keys(&db)?;
         // Everything the log held is in redb now; a fresh segment starts.
-        let old = wal::segments(path).map_err(|e| unavailable(&e))?;
-        let log = wal::Wal::create(path, revision + 1).map_err(|e| unavailable(&e))?;
-        for segment in old.iter().filter(|s| s.as_path() != log.path()) {
-            std::fs::remove_file(segment).map_err(|e| unavailable(&e))?;
+        for (_, segment) in wal::segments(path).map_err(|e| unavailable(&e))? {
+            wal::Wal::retire(path, &segment).map_err(|e| unavailable(&e))?;
         }
+        let log = wal::Wal::create(path, revision + 1).map_err(|e| unavailable(&e))?;
         let shared = Arc::new(Shared {
             db,
             pending: RwLock::new(Pending::new(revision)),
@@ -243,6 +258,7 @@ impl RedbStore {
             stats: stats.clone(),
             db_path: path.to_path_buf(),
             log,
+            keys,
             oldest_pending: None,
             checkpoint: None,
             retained: Vec::new(),
@@ -461,6 +477,7 @@ struct Writer {
     stats: Arc<Stats>,
     db_path: PathBuf,
     log: wal::Wal,
+    keys: Keys,
     /// When the oldest write not yet in a checkpoint was made.
     oldest_pending: Option<Instant>,
     checkpoint: Option<Checkpoint>,
@@ -534,7 +551,8 @@ impl Writer {
         let mut events = Vec::new();
         // This group's own changes, which later ops in it must see.
         let mut changed: BTreeMap<String, Entry> = BTreeMap::new();
-        let mut changes: Vec<(String, Entry, u64)> = Vec::new();
+        // Each change, its revision, and whether it created its key.
+        let mut changes: Vec<(String, Entry, u64, bool)> = Vec::new();
         for op in ops {
             let (key, value, expected, create) = match op {
                 Op::Create(k, v) => (k, Some(v), None, true),
@@ -544,6 +562,7 @@ impl Writer {
             let flat = key.encode();
             let current = match changed.get(&flat) {
                 Some(entry) => entry.clone(),
+                None if create && !self.keys.may_exist(&flat) => None,
                 None => self.shared.current(&flat)?,
             };
             let outcome = match (&current, create) {
@@ -594,7 +613,7 @@ impl Writer {
                 }
             };
             changed.insert(flat.clone(), entry.clone());
-            changes.push((flat, entry, revision));
+            changes.push((flat, entry, revision, create));
         }
         if changes.is_empty() {
             return Ok((outcomes, events));
@@ -603,12 +622,17 @@ impl Writer {
             .append(
                 changes
                     .iter()
-                    .map(|(k, e, rev)| (*rev, k.as_str(), e.as_ref().map(|v| &v.value[..]))),
+                    .map(|(k, e, rev, _)| (*rev, k.as_str(), e.as_ref().map(|v| &v.value[..]))),
             )
             .map_err(|e| StoreError::Unavailable(format!("writing the write-ahead log: {e}")))?;
         {
             let mut pending = self.shared.pending_mut();
-            for (k, e, rev) in changes {
+            for (k, e, rev, created) in changes {
+                match (&e, created) {
+                    (Some(_), true) => self.keys.added(&k),
+                    (None, _) => self.keys.removed(&k),
+                    (Some(_), false) => {}
+                }
                 pending.apply(k, e, rev);
             }
         }
@@ -643,21 +667,25 @@ impl Writer {
     /// Freezes the pending writes and copies them into redb on another thread; writes go on
     /// into a new log segment meanwhile.
     fn start_checkpoint(&mut self) {
-        let log = match wal::Wal::create(&self.db_path, self.revision + 1) {
-            Ok(log) => log,
-            Err(e) => {
-                tracing::error!(error = %e, "starting a write-ahead log segment failed; the checkpoint waits");
-                return;
-            }
-        };
-        let done = std::mem::replace(&mut self.log, log);
+        let mut segments = std::mem::take(&mut self.retained);
+        // After a failed checkpoint nothing may have been written since: then the writes
+        // are all in retained segments and the current one, empty, stays.
+        if !self.log.is_empty() {
+            let log = match wal::Wal::create(&self.db_path, self.revision + 1) {
+                Ok(log) => log,
+                Err(e) => {
+                    tracing::error!(error = %e, "starting a write-ahead log segment failed; the checkpoint waits");
+                    self.retained = segments;
+                    return;
+                }
+            };
+            segments.push(std::mem::replace(&mut self.log, log).path().to_path_buf());
+        }
         let (frozen, revision) = {
             let mut pending = self.shared.pending_mut();
             (pending.freeze(), pending.revision)
         };
         self.oldest_pending = None;
-        let mut segments = std::mem::take(&mut self.retained);
-        segments.push(done.path().to_path_buf());
         let (shared, stats, job) = (self.shared.clone(), self.stats.clone(), frozen.clone());
         let thread = std::thread::Builder::new()
             .name("zen-store-checkpoint".into())
@@ -684,8 +712,8 @@ impl Writer {
         if ok {
             self.shared.pending_mut().thaw();
             for s in segments {
-                if let Err(e) = std::fs::remove_file(&s) {
-                    tracing::warn!(segment = %s.display(), error = %e, "removing a checkpointed log segment failed");
+                if let Err(e) = wal::Wal::retire(&self.db_path, &s) {
+                    tracing::warn!(segment = %s.display(), error = %e, "disposing of a checkpointed log segment failed");
                 }
             }
         } else {

@@ -5,12 +5,20 @@
 //!
 //! A segment is a sequence of frames `[len: u32][crc32: u32][payload]`, little-endian; a
 //! payload is one group of changes, each `[revision: u64][kind: u8][key len: u32][key]`
-//! followed, for a put, by `[value len: u32][value]`. A frame cut short by a crash, or one
-//! whose checksum fails, ends the log: nothing after it was acknowledged.
+//! followed, for a put, by `[value len: u32][value]`. Revisions run on without a gap from
+//! the first revision in the segment's name. A frame cut short by a crash, one whose
+//! checksum fails, or one whose revisions do not follow on ends the log: nothing after it
+//! was acknowledged.
+//!
+//! A checkpointed segment is kept as the spare and becomes the next segment, written over
+//! from its start: a sync that overwrites blocks the file already has is about half the cost
+//! of one that grows the file, which also commits the file system's journal. Its old frames
+//! beyond the new ones carry older revisions, so they end the segment as a torn frame does.
 
 use std::{
     fs::{self, File, OpenOptions},
-    io::{self, Read, Write},
+    io::{self, Read},
+    os::unix::fs::FileExt,
     path::{Path, PathBuf},
 };
 
@@ -45,8 +53,15 @@ fn segment_path(db: &Path, first_revision: u64) -> PathBuf {
     db.with_file_name(name)
 }
 
-/// The database's segments, oldest first.
-pub fn segments(db: &Path) -> io::Result<Vec<PathBuf>> {
+/// A checkpointed segment kept to be written over as the next one.
+fn spare_path(db: &Path) -> PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".wal.spare");
+    db.with_file_name(name)
+}
+
+/// The database's segments with their first revisions, oldest first.
+pub fn segments(db: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     let dir = match db.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -63,45 +78,49 @@ pub fn segments(db: &Path) -> io::Result<Vec<PathBuf>> {
         }
     }
     found.sort();
-    Ok(found.into_iter().map(|(_, p)| p).collect())
+    Ok(found)
 }
 
-/// Every change the segments hold, in order, up to the first torn or corrupt frame.
+/// Every change the segments hold, in order, up to the first frame that is torn, corrupt,
+/// or does not follow on from the one before.
 pub fn recover(db: &Path) -> io::Result<Vec<Change>> {
-    let mut changes = Vec::new();
-    for path in segments(db)? {
-        let mut bytes = Vec::new();
-        File::open(&path)?.read_to_end(&mut bytes)?;
-        if !decode_frames(&bytes, &mut changes) {
-            tracing::warn!(segment = %path.display(), "the write-ahead log ends in a torn or corrupt frame; replaying what precedes it");
+    let mut changes: Vec<Change> = Vec::new();
+    for (first, path) in segments(db)? {
+        if changes.last().is_some_and(|c| c.revision + 1 != first) {
+            tracing::warn!(segment = %path.display(), "a write-ahead log segment does not follow on from the one before; replaying what precedes it");
             break;
         }
+        let mut bytes = Vec::new();
+        File::open(&path)?.read_to_end(&mut bytes)?;
+        decode_frames(&bytes, first, &mut changes);
     }
     Ok(changes)
 }
 
-/// Appends the changes of every whole frame; false when a torn or corrupt frame ended it.
-fn decode_frames(mut bytes: &[u8], out: &mut Vec<Change>) -> bool {
-    while !bytes.is_empty() {
-        let Some((len, crc)) = bytes
-            .get(..HEADER)
-            .map(|h| (u32_at(h, 0) as usize, u32_at(h, 4)))
-        else {
-            return false;
-        };
+/// Appends the changes of every frame that verifies and follows on from revision `first`,
+/// up to the first that does not: the segment's end.
+fn decode_frames(mut bytes: &[u8], first: u64, out: &mut Vec<Change>) {
+    let mut next = first;
+    while let Some((len, crc)) = bytes
+        .get(..HEADER)
+        .map(|h| (u32_at(h, 0) as usize, u32_at(h, 4)))
+    {
         let Some(payload) = bytes.get(HEADER..HEADER.saturating_add(len)) else {
-            return false;
+            return;
         };
-        if len > MAX_FRAME || crc32fast::hash(payload) != crc {
-            return false;
+        if len == 0 || len > MAX_FRAME || crc32fast::hash(payload) != crc {
+            return;
         }
         let Some(changes) = decode_payload(payload) else {
-            return false;
+            return;
         };
+        if !changes.iter().zip(next..).all(|(c, r)| c.revision == r) {
+            return;
+        }
+        next += changes.len() as u64;
         out.extend(changes);
         bytes = &bytes[HEADER + len..];
     }
-    true
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -144,12 +163,18 @@ fn decode_payload(mut p: &[u8]) -> Option<Vec<Change>> {
 }
 
 impl Wal {
-    /// Starts a new segment for writes from `first_revision` on.
+    /// Starts a new segment for writes from `first_revision` on, over the spare if there is
+    /// one.
     pub fn create(db: &Path, first_revision: u64) -> io::Result<Self> {
         let path = segment_path(db, first_revision);
+        let recycled = match fs::rename(spare_path(db), &path) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(e),
+        };
         let file = OpenOptions::new()
             .create(true)
-            .truncate(true)
+            .truncate(!recycled)
             .write(true)
             .open(&path)?;
         // The segment's name must survive a crash as well as its contents.
@@ -166,6 +191,21 @@ impl Wal {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// True while no group has been appended.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Disposes of a segment a checkpoint has covered: kept as the spare when there is none.
+    pub fn retire(db: &Path, segment: &Path) -> io::Result<()> {
+        let spare = spare_path(db);
+        if spare.exists() {
+            fs::remove_file(segment)
+        } else {
+            fs::rename(segment, spare)
+        }
     }
 
     /// Appends one group of changes and syncs it: when this returns, they survive a crash.
@@ -195,22 +235,13 @@ impl Wal {
         let crc = crc32fast::hash(&self.buf[HEADER..]);
         self.buf[..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
         self.buf[4..HEADER].copy_from_slice(&crc.to_le_bytes());
-        let written = self
-            .file
-            .write_all(&self.buf)
-            .and_then(|()| self.file.sync_data());
-        match written {
-            Ok(()) => {
-                self.len += self.buf.len() as u64;
-                Ok(())
-            }
-            Err(e) => {
-                // A partial frame would end the log at recovery anyway; cut it so later
-                // groups stay readable.
-                let _ = self.file.set_len(self.len);
-                Err(e)
-            }
-        }
+        // Written at the segment's length, not a file cursor: after a failed write the
+        // next group overwrites the partial frame instead of leaving it before itself.
+        self.file
+            .write_all_at(&self.buf, self.len)
+            .and_then(|()| self.file.sync_data())?;
+        self.len += self.buf.len() as u64;
+        Ok(())
     }
 }
 
@@ -224,6 +255,10 @@ fn push_len(buf: &mut Vec<u8>, n: usize) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    fn revisions(db: &Path) -> Vec<u64> {
+        recover(db).unwrap().iter().map(|c| c.revision).collect()
+    }
+
     #[test]
     fn groups_come_back_in_order_and_a_torn_tail_ends_the_log() {
         let dir = tempfile::tempdir().unwrap();
@@ -234,19 +269,22 @@ mod tests {
         wal.append([(3, "a/x/3", Some(&b""[..]))]).unwrap();
         let mut later = Wal::create(&db, 4).unwrap();
         later.append([(4, "a/x/4", Some(&b"four"[..]))]).unwrap();
-        let revisions: Vec<u64> = recover(&db).unwrap().iter().map(|c| c.revision).collect();
-        assert_eq!(revisions, [1, 2, 3, 4]);
+        assert_eq!(revisions(&db), [1, 2, 3, 4]);
         let all = recover(&db).unwrap();
         assert_eq!(all[0].value.as_deref(), Some(&b"one"[..]));
         assert_eq!(all[1].value, None);
         assert_eq!(all[2].value.as_deref(), Some(&b""[..]));
 
-        // A crash in the middle of the second group of the first segment.
+        // A crash in the middle of the second group of the first segment: the next
+        // segment no longer follows on.
         let first = wal.path().to_path_buf();
         let bytes = fs::read(&first).unwrap();
         fs::write(&first, &bytes[..bytes.len() - 3]).unwrap();
-        let revisions: Vec<u64> = recover(&db).unwrap().iter().map(|c| c.revision).collect();
-        assert_eq!(revisions, [1, 2], "nothing after a torn frame is replayed");
+        assert_eq!(
+            revisions(&db),
+            [1, 2],
+            "nothing after a torn frame is replayed"
+        );
 
         // A flipped bit fails the checksum.
         let mut bytes = fs::read(later.path()).unwrap();
@@ -256,5 +294,39 @@ mod tests {
         fs::write(&first, b"").unwrap();
         assert!(recover(&db).unwrap().is_empty());
         assert_eq!(segments(&db).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_recycled_segment_ends_where_its_new_frames_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("zen.redb");
+        let mut old = Wal::create(&db, 1).unwrap();
+        for r in 1..=20 {
+            old.append([(r, "a/x/old", Some(&b"an old value"[..]))])
+                .unwrap();
+        }
+        let old_len = fs::metadata(old.path()).unwrap().len();
+        Wal::retire(&db, old.path()).unwrap();
+        assert!(segments(&db).unwrap().is_empty());
+
+        let mut new = Wal::create(&db, 21).unwrap();
+        for r in 21..=25 {
+            new.append([(r, "a/x/new", Some(&b"a new value!"[..]))])
+                .unwrap();
+        }
+        assert_eq!(
+            fs::metadata(new.path()).unwrap().len(),
+            old_len,
+            "the spare was written over, not replaced"
+        );
+        assert_eq!(revisions(&db), [21, 22, 23, 24, 25]);
+
+        // With no spare left, a checkpointed segment becomes the spare; with one, it goes.
+        let next = Wal::create(&db, 26).unwrap();
+        assert_eq!(fs::metadata(next.path()).unwrap().len(), 0);
+        Wal::retire(&db, new.path()).unwrap();
+        Wal::retire(&db, next.path()).unwrap();
+        assert!(segments(&db).unwrap().is_empty());
+        assert!(spare_path(&db).exists());
     }
 }
