@@ -2,7 +2,7 @@
 //! kube-apiserver validates custom resources, with apimachinery's field error wording. The
 //! schema is the single source of truth: no per-field checks are written by hand.
 
-use std::{collections::HashMap, fmt::Write as _};
+use std::fmt::Write as _;
 
 use serde_json::Value;
 
@@ -68,18 +68,142 @@ pub struct Validated {
     pub warnings: Vec<String>,
 }
 
-/// A schema with its patterns compiled once.
+/// A schema compiled once into [`Node`]s, so a validation looks nothing up in the schema's
+/// JSON: every node of every object would otherwise search its schema's map for a dozen
+/// keywords.
 pub struct SchemaValidator {
-    schema: Value,
-    patterns: HashMap<String, regex::Regex>,
+    root: Node,
+}
+
+/// One level of a structural schema, with the keywords validation reads.
+#[derive(Default)]
+struct Node {
+    nullable: bool,
+    preserve_unknown: bool,
+    /// `type`, when the schema gives one.
+    ty: Option<String>,
+    enumeration: Option<Vec<Value>>,
+    min_items: Option<u64>,
+    max_items: Option<u64>,
+    list: ListType,
+    items: Option<Box<Node>>,
+    /// Sorted by name, for binary search.
+    properties: Vec<(String, Node)>,
+    additional: Additional,
+    required: Vec<String>,
+    min_length: Option<u64>,
+    max_length: Option<u64>,
+    pattern: Option<(String, regex::Regex)>,
+    date_time: bool,
+    minimum: Option<f64>,
+    maximum: Option<f64>,
+}
+
+/// What `additionalProperties` allows beside the declared properties.
+#[derive(Default)]
+enum Additional {
+    /// Nothing: other fields are unknown (unless unknown fields are preserved).
+    #[default]
+    None,
+    /// Anything (`true`).
+    Any,
+    /// Values of this schema.
+    Schema(Box<Node>),
+}
+
+#[derive(Default)]
+enum ListType {
+    #[default]
+    Atomic,
+    Set,
+    /// `map`, with its `x-kubernetes-list-map-keys`.
+    Map(Vec<String>),
+}
+
+impl Node {
+    fn compile(schema: &Value, depth: usize) -> Result<Self, String> {
+        if depth > MAX_DEPTH {
+            return Err(format!("the schema is nested more than {MAX_DEPTH} levels"));
+        }
+        let get = |k: &str| schema.get(k);
+        let flag = |k: &str| get(k) == Some(&Value::Bool(true));
+        let uint = |k: &str| get(k).and_then(Value::as_u64);
+        let float = |k: &str| get(k).and_then(Value::as_f64);
+        let strings = |v: Option<&Value>| -> Vec<String> {
+            v.and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let pattern = match get("pattern").and_then(Value::as_str) {
+            Some(p) => {
+                let re = regex::Regex::new(p).map_err(|e| format!("pattern {p:?}: {e}"))?;
+                Some((p.to_owned(), re))
+            }
+            None => None,
+        };
+        let mut properties = Vec::new();
+        if let Some(props) = get("properties").and_then(Value::as_object) {
+            for (name, sub) in props {
+                properties.push((name.clone(), Node::compile(sub, depth + 1)?));
+            }
+        }
+        properties.sort_by(|a, b| a.0.cmp(&b.0));
+        let additional = match get("additionalProperties") {
+            Some(Value::Bool(true)) => Additional::Any,
+            Some(sub @ Value::Object(_)) => {
+                Additional::Schema(Box::new(Node::compile(sub, depth + 1)?))
+            }
+            _ => Additional::None,
+        };
+        let list = match get("x-kubernetes-list-type").and_then(Value::as_str) {
+            Some("set") => ListType::Set,
+            Some("map") => ListType::Map(strings(get("x-kubernetes-list-map-keys"))),
+            _ => ListType::Atomic,
+        };
+        let items = match get("items") {
+            Some(sub) => Some(Box::new(Node::compile(sub, depth + 1)?)),
+            None => None,
+        };
+        Ok(Node {
+            nullable: flag("nullable"),
+            preserve_unknown: flag("x-kubernetes-preserve-unknown-fields"),
+            ty: get("type").and_then(Value::as_str).map(str::to_owned),
+            enumeration: get("enum").and_then(Value::as_array).cloned(),
+            min_items: uint("minItems"),
+            max_items: uint("maxItems"),
+            list,
+            items,
+            properties,
+            additional,
+            required: strings(get("required")),
+            min_length: uint("minLength"),
+            max_length: uint("maxLength"),
+            pattern,
+            date_time: get("format").and_then(Value::as_str) == Some("date-time"),
+            minimum: float("minimum"),
+            maximum: float("maximum"),
+        })
+    }
+
+    fn property(&self, name: &str) -> Option<&Node> {
+        self.properties
+            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.properties[i].1)
+    }
 }
 
 impl SchemaValidator {
-    /// Compiles every `pattern` of `schema`.
+    /// Compiles `schema`, with every `pattern` in it.
     pub fn new(schema: Value) -> Result<Self, String> {
-        let mut patterns = HashMap::new();
-        collect_patterns(&schema, &mut patterns)?;
-        Ok(Self { schema, patterns })
+        Ok(Self {
+            root: Node::compile(&schema, 0)?,
+        })
     }
 
     /// Validates `object` in place: unknown fields are pruned unless `unknown` is Strict.
@@ -94,9 +218,7 @@ impl SchemaValidator {
             });
             return out;
         };
-        let props = self.schema.get("properties").and_then(Value::as_object);
         let mut walker = Walker {
-            v: self,
             out: &mut out,
             unknown,
         };
@@ -106,7 +228,7 @@ impl SchemaValidator {
             if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
                 continue;
             }
-            match props.and_then(|p| p.get(key)) {
+            match self.root.property(key) {
                 Some(schema) => {
                     path.clear();
                     path.push_str(key);
@@ -122,40 +244,16 @@ impl SchemaValidator {
         for key in unknown_keys {
             map.remove(&key);
         }
-        if let Some(required) = self.schema.get("required").and_then(Value::as_array) {
-            for r in required.iter().filter_map(Value::as_str) {
-                if !map.contains_key(r) {
-                    walker.push(ErrorKind::Required, r, format!("{r}: Required value"));
-                }
+        for r in &self.root.required {
+            if !map.contains_key(r) {
+                walker.push(ErrorKind::Required, r, format!("{r}: Required value"));
             }
         }
         out
     }
 }
 
-fn collect_patterns(schema: &Value, out: &mut HashMap<String, regex::Regex>) -> Result<(), String> {
-    match schema {
-        Value::Object(m) => {
-            if let Some(Value::String(p)) = m.get("pattern") {
-                let re = regex::Regex::new(p).map_err(|e| format!("pattern {p:?}: {e}"))?;
-                out.insert(p.clone(), re);
-            }
-            for v in m.values() {
-                collect_patterns(v, out)?;
-            }
-        }
-        Value::Array(a) => {
-            for v in a {
-                collect_patterns(v, out)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
 struct Walker<'a> {
-    v: &'a SchemaValidator,
     out: &'a mut Validated,
     unknown: UnknownFields,
 }
@@ -210,7 +308,7 @@ impl Walker<'_> {
     }
 
     /// Checks `value` at `path`, which it extends for the parts below and then restores.
-    fn walk(&mut self, schema: &Value, value: &mut Value, path: &mut String, depth: usize) {
+    fn walk(&mut self, schema: &Node, value: &mut Value, path: &mut String, depth: usize) {
         if depth > MAX_DEPTH {
             self.push(
                 ErrorKind::Invalid,
@@ -220,15 +318,13 @@ impl Walker<'_> {
             return;
         }
         if value.is_null() {
-            if schema.get("nullable") == Some(&Value::Bool(true)) {
+            if schema.nullable {
                 return;
             }
             self.push(ErrorKind::Required, path, format!("{path}: Required value"));
             return;
         }
-        let preserve =
-            schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
-        if let Some(t) = schema.get("type").and_then(Value::as_str) {
+        if let Some(t) = schema.ty.as_deref() {
             let actual = type_name(value);
             let ok = actual == t || (t == "number" && actual == "integer");
             if !ok {
@@ -240,7 +336,7 @@ impl Walker<'_> {
                 return;
             }
         }
-        if let Some(options) = schema.get("enum").and_then(Value::as_array)
+        if let Some(options) = &schema.enumeration
             && !options.contains(value)
         {
             let supported: Vec<String> = options.iter().map(go_string).collect();
@@ -258,7 +354,7 @@ impl Walker<'_> {
             Value::String(s) => self.string(schema, s, path),
             Value::Number(n) => self.number(schema, n, path),
             Value::Array(items) => {
-                if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
+                if let Some(max) = schema.max_items
                     && items.len() as u64 > max
                 {
                     self.push(
@@ -270,13 +366,13 @@ impl Walker<'_> {
                         ),
                     );
                 }
-                if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
+                if let Some(min) = schema.min_items
                     && (items.len() as u64) < min
                 {
                     self.push(ErrorKind::Invalid, path, format!("{path}: Invalid value: {}: {path} in body should have at least {min} items", items.len()));
                 }
                 self.list_type(schema, items, path);
-                if let Some(item_schema) = schema.get("items") {
+                if let Some(item_schema) = &schema.items {
                     let len = path.len();
                     for (i, item) in items.iter_mut().enumerate() {
                         let _ = write!(path, "[{i}]");
@@ -286,18 +382,18 @@ impl Walker<'_> {
                 }
             }
             Value::Object(map) => {
-                let props = schema.get("properties").and_then(Value::as_object);
-                let additional = schema.get("additionalProperties");
                 let len = path.len();
                 let mut unknown_keys = Vec::new();
                 for (key, v) in map.iter_mut() {
                     path.push('.');
                     path.push_str(key);
-                    if let Some(s) = props.and_then(|p| p.get(key)) {
+                    if let Some(s) = schema.property(key) {
                         self.walk(s, v, path, depth + 1);
-                    } else if let Some(s) = additional.filter(|a| a.is_object()) {
+                    } else if let Additional::Schema(s) = &schema.additional {
                         self.walk(s, v, path, depth + 1);
-                    } else if !preserve && additional != Some(&Value::Bool(true)) {
+                    } else if !schema.preserve_unknown
+                        && !matches!(schema.additional, Additional::Any)
+                    {
                         if self.unknown_field(path) {
                             unknown_keys.push(key.clone());
                         }
@@ -314,12 +410,10 @@ impl Walker<'_> {
                 for key in unknown_keys {
                     map.remove(&key);
                 }
-                if let Some(required) = schema.get("required").and_then(Value::as_array) {
-                    for r in required.iter().filter_map(Value::as_str) {
-                        if !map.contains_key(r) {
-                            let f = format!("{path}.{r}");
-                            self.push(ErrorKind::Required, &f, format!("{f}: Required value"));
-                        }
+                for r in &schema.required {
+                    if !map.contains_key(r) {
+                        let f = format!("{path}.{r}");
+                        self.push(ErrorKind::Required, &f, format!("{f}: Required value"));
                     }
                 }
             }
@@ -327,24 +421,25 @@ impl Walker<'_> {
         }
     }
 
-    fn string(&mut self, schema: &Value, s: &str, path: &str) {
-        let len = s.chars().count() as u64;
-        if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
-            && len > max
-        {
-            self.push(
-                ErrorKind::TooLong,
-                path,
-                format!("{path}: Too long: may not be more than {max} bytes"),
-            );
+    fn string(&mut self, schema: &Node, s: &str, path: &str) {
+        if schema.max_length.is_some() || schema.min_length.is_some() {
+            let len = s.chars().count() as u64;
+            if let Some(max) = schema.max_length
+                && len > max
+            {
+                self.push(
+                    ErrorKind::TooLong,
+                    path,
+                    format!("{path}: Too long: may not be more than {max} bytes"),
+                );
+            }
+            if let Some(min) = schema.min_length
+                && len < min
+            {
+                self.push(ErrorKind::Invalid, path, format!("{path}: Invalid value: {s:?}: {path} in body should be at least {min} chars long"));
+            }
         }
-        if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
-            && len < min
-        {
-            self.push(ErrorKind::Invalid, path, format!("{path}: Invalid value: {s:?}: {path} in body should be at least {min} chars long"));
-        }
-        if let Some(p) = schema.get("pattern").and_then(Value::as_str)
-            && let Some(re) = self.v.patterns.get(p)
+        if let Some((p, re)) = &schema.pattern
             && !re.is_match(s)
         {
             self.push(
@@ -353,9 +448,7 @@ impl Walker<'_> {
                 format!("{path}: Invalid value: {s:?}: {path} in body should match '{p}'"),
             );
         }
-        if schema.get("format").and_then(Value::as_str) == Some("date-time")
-            && s.parse::<k8s_openapi::jiff::Timestamp>().is_err()
-        {
+        if schema.date_time && s.parse::<k8s_openapi::jiff::Timestamp>().is_err() {
             self.push(
                 ErrorKind::Invalid,
                 path,
@@ -366,23 +459,23 @@ impl Walker<'_> {
         }
     }
 
-    fn number(&mut self, schema: &Value, n: &serde_json::Number, path: &str) {
+    fn number(&mut self, schema: &Node, n: &serde_json::Number, path: &str) {
         let Some(x) = n.as_f64() else { return };
-        if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
+        if let Some(min) = schema.minimum
             && x < min
         {
             self.push(ErrorKind::Invalid, path, format!("{path}: Invalid value: {n}: {path} in body should be greater than or equal to {min}"));
         }
-        if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
+        if let Some(max) = schema.maximum
             && x > max
         {
             self.push(ErrorKind::Invalid, path, format!("{path}: Invalid value: {n}: {path} in body should be less than or equal to {max}"));
         }
     }
 
-    fn list_type(&mut self, schema: &Value, items: &[Value], path: &str) {
-        match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
-            Some("set") => {
+    fn list_type(&mut self, schema: &Node, items: &[Value], path: &str) {
+        match &schema.list {
+            ListType::Set => {
                 for (i, item) in items.iter().enumerate() {
                     if items[..i].contains(item) {
                         self.push(
@@ -393,15 +486,10 @@ impl Walker<'_> {
                     }
                 }
             }
-            Some("map") => {
-                let keys: Vec<&str> = schema
-                    .get("x-kubernetes-list-map-keys")
-                    .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(Value::as_str).collect())
-                    .unwrap_or_default();
+            ListType::Map(keys) => {
                 let key_of = |item: &Value| -> Vec<Value> {
                     keys.iter()
-                        .map(|k| item.get(*k).cloned().unwrap_or(Value::Null))
+                        .map(|k| item.get(k).cloned().unwrap_or(Value::Null))
                         .collect()
                 };
                 for (i, item) in items.iter().enumerate() {
@@ -423,7 +511,7 @@ impl Walker<'_> {
                     }
                 }
             }
-            _ => {}
+            ListType::Atomic => {}
         }
     }
 }
