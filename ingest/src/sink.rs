@@ -70,6 +70,16 @@ pub(crate) fn unix_seconds(t: &str) -> Option<i64> {
         .map(|t| t.unix_timestamp())
 }
 
+/// An Observation around `spec`, which is moved in: `json!` would copy it.
+fn observation(metadata: Value, spec: Value) -> Value {
+    let mut obj = serde_json::Map::new();
+    obj.insert("apiVersion".into(), "zen.watcher.io/v1alpha1".into());
+    obj.insert("kind".into(), "Observation".into());
+    obj.insert("metadata".into(), metadata);
+    obj.insert("spec".into(), spec);
+    Value::Object(obj)
+}
+
 /// The name of the Observation a dedup key folds into: stable, so every writer (and every
 /// replica, and the server after a restart) finds the same object.
 pub fn dedup_name(ingestor: &str, namespace: &str, key: &str) -> String {
@@ -127,11 +137,8 @@ impl ApiSink {
         dedup: Option<(String, Duration)>,
     ) -> Result<Recorded, SinkError> {
         let Some((key, window)) = dedup else {
-            let obj = json!({
-                "apiVersion": "zen.watcher.io/v1alpha1", "kind": "Observation",
-                "metadata": {"generateName": format!("{ingestor}-"), "namespace": namespace},
-                "spec": spec,
-            });
+            let metadata = json!({"generateName": format!("{ingestor}-"), "namespace": namespace});
+            let obj = observation(metadata, spec);
             let created = self.api.create_object(OBSERVATIONS, namespace, obj).await?;
             return Ok(Recorded::Created {
                 name: created["metadata"]["name"]
@@ -141,11 +148,7 @@ impl ApiSink {
             });
         };
         let name = dedup_name(ingestor, namespace, &key);
-        let obj = json!({
-            "apiVersion": "zen.watcher.io/v1alpha1", "kind": "Observation",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": spec,
-        });
+        let obj = observation(json!({"name": name, "namespace": namespace}), spec);
         let mut last = None;
         for _ in 0..RETRIES {
             match self
