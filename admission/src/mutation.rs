@@ -6,6 +6,8 @@
 //! objects are created by one `add` of the nested value, as kube-apiserver's own defaulting
 //! patches look.
 
+use std::fmt::Write as _;
+
 use serde_json::{Map, Value};
 
 /// A pointer that does not fit the object.
@@ -53,14 +55,15 @@ pub fn apply(
     overwrite: bool,
     ops: &mut Vec<Value>,
 ) -> Result<(), PathError> {
-    walk(object, segments, String::new(), None, value, overwrite, ops)
+    walk(object, segments, &mut String::new(), value, overwrite, ops)
 }
 
+/// Walks `segments` below `node`, whose pointer is `at` (extended in place and restored).
+/// `value` is asked for the value only where one is to be written.
 fn walk(
     node: &mut Value,
     segments: &[String],
-    at: String,
-    element: Option<&Value>,
+    at: &mut String,
     value: &mut ValueFn<'_>,
     overwrite: bool,
     ops: &mut Vec<Value>,
@@ -68,86 +71,118 @@ fn walk(
     let Some((seg, rest)) = segments.split_first() else {
         return Ok(());
     };
-    let here = format!("{at}/{}", escape(seg));
-    let not_fit = |message: &str| PathError {
-        path: here.clone(),
-        message: message.to_owned(),
-    };
+    let len = at.len();
     if seg == "*" {
-        return match node {
-            Value::Array(items) => {
-                for (i, item) in items.iter_mut().enumerate() {
-                    let selected = item.clone();
-                    walk(
-                        item,
-                        rest,
-                        format!("{at}/{i}"),
-                        Some(&selected),
-                        value,
-                        overwrite,
-                        ops,
-                    )?;
-                }
-                Ok(())
-            }
-            Value::Null => Ok(()),
-            _ => Err(not_fit("'*' needs an array here")),
+        let Value::Array(items) = node else {
+            return match node {
+                Value::Null => Ok(()),
+                _ => Err(not_fit(at, seg, "'*' needs an array here")),
+            };
         };
+        // Below the last `*`, the value is computed with the element as it is before the
+        // write, and only for elements that get one; above it, inner `*`s select.
+        let last = !rest.iter().any(|s| s == "*");
+        for (i, item) in items.iter_mut().enumerate() {
+            let _ = write!(at, "/{i}");
+            let walked = if !last {
+                walk(item, rest, at, value, overwrite, ops)
+            } else if wants_value(item, rest, overwrite) {
+                let mut computed = Some(value(Some(item)));
+                let mut once = |_: Option<&Value>| computed.take().unwrap_or(Ok(None));
+                walk(item, rest, at, &mut once, overwrite, ops)
+            } else {
+                walk(item, rest, at, &mut |_| Ok(None), overwrite, ops)
+            };
+            at.truncate(len);
+            walked?;
+        }
+        return Ok(());
     }
     if let Value::Array(items) = node {
-        let index: usize = seg
-            .parse()
-            .map_err(|_| not_fit("an array index is a number"))?;
-        let item = items
-            .get_mut(index)
-            .ok_or_else(|| not_fit("no array element at this index"))?;
-        return if rest.is_empty() {
-            set_existing(item, &here, element, value, overwrite, ops)
-        } else {
-            walk(item, rest, here, element, value, overwrite, ops)
+        let item = seg
+            .parse::<usize>()
+            .ok()
+            .and_then(|index| items.get_mut(index));
+        let Some(item) = item else {
+            let message = if seg.parse::<usize>().is_ok() {
+                "no array element at this index"
+            } else {
+                "an array index is a number"
+            };
+            return Err(not_fit(at, seg, message));
         };
+        push_segment(at, seg);
+        let walked = if rest.is_empty() {
+            set_existing(item, at, value, overwrite, ops)
+        } else {
+            walk(item, rest, at, value, overwrite, ops)
+        };
+        at.truncate(len);
+        return walked;
     }
     let Value::Object(map) = node else {
-        return Err(not_fit("the parent is not an object"));
+        return Err(not_fit(at, seg, "the parent is not an object"));
     };
-    match map.get_mut(seg.as_str()) {
-        Some(child) if rest.is_empty() => {
-            set_existing(child, &here, element, value, overwrite, ops)
-        }
-        Some(child) if !child.is_null() => walk(child, rest, here, element, value, overwrite, ops),
-        _ => {
-            // Nothing below to fill when the rest selects array elements that do not exist.
-            if rest.iter().any(|s| s == "*") {
-                return Ok(());
-            }
-            let Some(leaf) = value(element).map_err(|message| PathError {
-                path: here.clone(),
+    push_segment(at, seg);
+    let walked = match map.get_mut(seg.as_str()) {
+        Some(child) if rest.is_empty() => set_existing(child, at, value, overwrite, ops),
+        Some(child) if !child.is_null() => walk(child, rest, at, value, overwrite, ops),
+        // Nothing below to fill when the rest selects array elements that do not exist.
+        _ if rest.iter().any(|s| s == "*") => Ok(()),
+        _ => match value(None) {
+            Err(message) => Err(PathError {
+                path: at.clone(),
                 message,
-            })?
-            else {
-                return Ok(());
-            };
-            let nested = rest.iter().rev().fold(leaf, |inner, key| {
-                let mut m = Map::new();
-                m.insert(key.clone(), inner);
-                Value::Object(m)
-            });
-            let op = if map.contains_key(seg.as_str()) {
-                "replace"
-            } else {
-                "add"
-            };
-            ops.push(serde_json::json!({"op": op, "path": here, "value": nested.clone()}));
-            map.insert(seg.clone(), nested);
-            Ok(())
+            }),
+            Ok(None) => Ok(()),
+            Ok(Some(leaf)) => {
+                let nested = rest.iter().rev().fold(leaf, |inner, key| {
+                    let mut m = Map::new();
+                    m.insert(key.clone(), inner);
+                    Value::Object(m)
+                });
+                let kind = if map.contains_key(seg.as_str()) {
+                    "replace"
+                } else {
+                    "add"
+                };
+                ops.push(operation(kind, at, nested.clone()));
+                map.insert(seg.clone(), nested);
+                Ok(())
+            }
+        },
+    };
+    at.truncate(len);
+    walked
+}
+
+/// Whether [`walk`] would ask for a value below `node`: the place is missing or null (or
+/// `overwrite`). It mirrors `walk`'s decisions for segments without `*`.
+fn wants_value(mut node: &Value, mut segments: &[String], overwrite: bool) -> bool {
+    while let Some((seg, rest)) = segments.split_first() {
+        let child = match node {
+            Value::Array(items) => match seg.parse::<usize>().ok().and_then(|i| items.get(i)) {
+                Some(child) => child,
+                None => return false,
+            },
+            Value::Object(map) => match map.get(seg.as_str()) {
+                Some(child) if rest.is_empty() || !child.is_null() => child,
+                _ => return true,
+            },
+            _ => return false,
+        };
+        if rest.is_empty() {
+            return overwrite || child.is_null();
         }
+        node = child;
+        segments = rest;
     }
+    false
 }
 
 fn set_existing(
     slot: &mut Value,
     at: &str,
-    element: Option<&Value>,
     value: &mut ValueFn<'_>,
     overwrite: bool,
     ops: &mut Vec<Value>,
@@ -155,19 +190,46 @@ fn set_existing(
     if !(overwrite || slot.is_null()) {
         return Ok(());
     }
-    let new = value(element).map_err(|message| PathError {
+    let new = value(None).map_err(|message| PathError {
         path: at.to_owned(),
         message,
     })?;
     if let Some(new) = new.filter(|n| n != slot) {
-        ops.push(serde_json::json!({"op": "replace", "path": at, "value": new.clone()}));
+        ops.push(operation("replace", at, new.clone()));
         *slot = new;
     }
     Ok(())
 }
 
-fn escape(segment: &str) -> String {
-    segment.replace('~', "~0").replace('/', "~1")
+/// One JSON patch operation, with `value` moved in (`json!` would copy it).
+fn operation(kind: &str, path: &str, value: Value) -> Value {
+    let mut op = Map::new();
+    op.insert("op".into(), kind.into());
+    op.insert("path".into(), path.into());
+    op.insert("value".into(), value);
+    Value::Object(op)
+}
+
+/// The error for `seg` below `at`.
+fn not_fit(at: &str, seg: &str, message: &str) -> PathError {
+    let mut path = at.to_owned();
+    push_segment(&mut path, seg);
+    PathError {
+        path,
+        message: message.to_owned(),
+    }
+}
+
+/// Appends `/seg`, escaped as a JSON pointer.
+fn push_segment(at: &mut String, seg: &str) {
+    at.push('/');
+    for c in seg.chars() {
+        match c {
+            '~' => at.push_str("~0"),
+            '/' => at.push_str("~1"),
+            c => at.push(c),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -251,6 +313,94 @@ mod tests {
             ops,
             vec![json!({"op": "add", "path": "/spec/sources/0/maxBodyBytes", "value": 1048576})]
         );
+    }
+
+    #[test]
+    fn a_star_value_is_computed_only_where_written_from_the_element_before_the_write() {
+        let mut obj = json!({"spec": {"sources": [
+            {"name": "a", "limit": 5},
+            {"name": "b", "limit": null},
+            {"name": "c", "nested": {"deep": []}}
+        ]}});
+        let mut seen = Vec::new();
+        let mut named = |e: Option<&Value>| {
+            let e = e.expect("the element");
+            seen.push(e.clone());
+            Ok(Some(json!(format!(
+                "for {}",
+                e["name"].as_str().unwrap_or("?")
+            ))))
+        };
+        let mut ops = Vec::new();
+        apply(
+            &mut obj,
+            &parse("/spec/sources/*/limit").unwrap(),
+            &mut named,
+            false,
+            &mut ops,
+        )
+        .unwrap();
+        assert_eq!(
+            seen,
+            vec![
+                json!({"name": "b", "limit": null}),
+                json!({"name": "c", "nested": {"deep": []}})
+            ]
+        );
+        assert_eq!(
+            ops,
+            vec![
+                json!({"op": "replace", "path": "/spec/sources/1/limit", "value": "for b"}),
+                json!({"op": "add", "path": "/spec/sources/2/limit", "value": "for c"}),
+            ]
+        );
+        // With overwrite every element gets one; a deeper missing parent is added whole.
+        let (mut ops, mut count) = (Vec::new(), 0);
+        let mut counted = |_: Option<&Value>| {
+            count += 1;
+            Ok(Some(json!(1)))
+        };
+        apply(
+            &mut obj,
+            &parse("/spec/sources/*/x/y").unwrap(),
+            &mut counted,
+            true,
+            &mut ops,
+        )
+        .unwrap();
+        assert_eq!(count, 3);
+        assert_eq!(
+            ops[0],
+            json!({"op": "add", "path": "/spec/sources/0/x", "value": {"y": 1}})
+        );
+        // Nested `*`s: the innermost element is the one the value sees.
+        let mut obj = json!({"a": [{"b": [{"k": 1}, {"k": 2, "v": 0}]}, {"b": []}, {}]});
+        let mut ops = Vec::new();
+        let mut from_k = |e: Option<&Value>| Ok(e.map(|e| e["k"].clone()));
+        apply(
+            &mut obj,
+            &parse("/a/*/b/*/v").unwrap(),
+            &mut from_k,
+            false,
+            &mut ops,
+        )
+        .unwrap();
+        assert_eq!(
+            ops,
+            vec![json!({"op": "add", "path": "/a/0/b/0/v", "value": 1})]
+        );
+        // An element that does not fit is an error naming its place.
+        let mut obj = json!({"a": [{"b": 1}, {"b": {"c": 2}}]});
+        let mut one = |_: Option<&Value>| Ok(Some(json!(1)));
+        let err = apply(
+            &mut obj,
+            &parse("/a/*/b/d").unwrap(),
+            &mut one,
+            false,
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string(), "/a/0/b/d: the parent is not an object");
     }
 
     #[test]
