@@ -12,11 +12,7 @@ use std::{
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use zen_cel::{Budget, Program, Variables};
-use zen_crds::{
-    Ingestor, IngestorPolicy,
-    ingestor::AuthType,
-    schema::{SchemaValidator, UnknownFields},
-};
+use zen_crds::{Ingestor, IngestorPolicy, ingestor::AuthType, schema::SchemaValidator};
 
 use crate::{cluster::ClusterView, expressions, policy::CompiledPolicy};
 
@@ -132,10 +128,7 @@ impl Checker {
         let Some(schema) = self.schemas.get(&kind) else {
             return out;
         };
-        let mut pruned = object.clone();
-        let validated = schema
-            .validator
-            .validate(&mut pruned, UnknownFields::Strict);
+        let validated = schema.validator.check(object);
         out.errors
             .extend(validated.errors.into_iter().map(|e| e.message));
         if !out.errors.is_empty() {

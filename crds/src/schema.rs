@@ -209,22 +209,38 @@ impl SchemaValidator {
     /// Validates `object` in place: unknown fields are pruned unless `unknown` is Strict.
     /// `apiVersion`, `kind` and `metadata` at the root are left to the API layer.
     pub fn validate(&self, object: &mut Value, unknown: UnknownFields) -> Validated {
+        let (out, pruned) = self.walk(object, unknown);
+        for place in pruned {
+            remove(object, &place);
+        }
+        out
+    }
+
+    /// Validates `object` as [`validate`](Self::validate) does with `Strict`, which changes
+    /// nothing, so the object need not be copied to be checked.
+    pub fn check(&self, object: &Value) -> Validated {
+        self.walk(object, UnknownFields::Strict).0
+    }
+
+    /// The outcome, and the places of the fields to prune.
+    fn walk(&self, object: &Value, unknown: UnknownFields) -> (Validated, Vec<Vec<Place>>) {
         let mut out = Validated::default();
-        let Some(map) = object.as_object_mut() else {
+        let Some(map) = object.as_object() else {
             out.errors.push(FieldError {
                 kind: ErrorKind::TypeInvalid,
                 field: String::new(),
                 message: "Invalid value: the object must be a JSON object".into(),
             });
-            return out;
+            return (out, Vec::new());
         };
         let mut walker = Walker {
             out: &mut out,
             unknown,
+            steps: Vec::new(),
+            pruned: Vec::new(),
         };
         let mut path = String::new();
-        let mut unknown_keys = Vec::new();
-        for (key, value) in map.iter_mut() {
+        for (key, value) in map {
             if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
                 continue;
             }
@@ -232,30 +248,63 @@ impl SchemaValidator {
                 Some(schema) => {
                     path.clear();
                     path.push_str(key);
+                    walker.steps.push(Step::Key(key));
                     walker.walk(schema, value, &mut path, 1);
+                    walker.steps.pop();
                 }
-                None => {
-                    if walker.unknown_field(key) {
-                        unknown_keys.push(key.clone());
-                    }
-                }
+                None => walker.unknown_field(key, key),
             }
-        }
-        for key in unknown_keys {
-            map.remove(&key);
         }
         for r in &self.root.required {
             if !map.contains_key(r) {
                 walker.push(ErrorKind::Required, r, format!("{r}: Required value"));
             }
         }
-        out
+        let pruned = std::mem::take(&mut walker.pruned);
+        (out, pruned)
     }
 }
 
-struct Walker<'a> {
+/// Where a value is, from the root: object keys and array indexes.
+#[derive(Debug, Clone, Copy)]
+enum Step<'v> {
+    Key(&'v str),
+    Index(usize),
+}
+
+/// A [`Step`] kept after the walk.
+#[derive(Debug)]
+enum Place {
+    Key(String),
+    Index(usize),
+}
+
+/// Removes the field at `place`.
+fn remove(object: &mut Value, place: &[Place]) {
+    let Some((Place::Key(last), parents)) = place.split_last() else {
+        return;
+    };
+    let mut node = object;
+    for step in parents {
+        let next = match (step, node) {
+            (Place::Key(k), Value::Object(m)) => m.get_mut(k),
+            (Place::Index(i), Value::Array(a)) => a.get_mut(*i),
+            _ => None,
+        };
+        let Some(next) = next else { return };
+        node = next;
+    }
+    if let Value::Object(m) = node {
+        m.remove(last);
+    }
+}
+
+struct Walker<'a, 'v> {
     out: &'a mut Validated,
     unknown: UnknownFields,
+    /// Where the walk is.
+    steps: Vec<Step<'v>>,
+    pruned: Vec<Vec<Place>>,
 }
 
 fn go_string(v: &Value) -> String {
@@ -277,7 +326,7 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-impl Walker<'_> {
+impl<'v> Walker<'_, 'v> {
     fn push(&mut self, kind: ErrorKind, field: &str, message: String) {
         if self.out.errors.len() < MAX_ERRORS {
             self.out.errors.push(FieldError {
@@ -288,8 +337,9 @@ impl Walker<'_> {
         }
     }
 
-    /// Reports the undeclared field at `path`; whether it is to be pruned.
-    fn unknown_field(&mut self, path: &str) -> bool {
+    /// Reports the undeclared field `key` at `path`, and records it for pruning unless
+    /// unknown fields are refused.
+    fn unknown_field(&mut self, path: &str, key: &str) {
         match self.unknown {
             UnknownFields::Strict => {
                 self.push(
@@ -297,18 +347,27 @@ impl Walker<'_> {
                     path,
                     format!(".{path}: field not declared in schema"),
                 );
-                false
+                return;
             }
             UnknownFields::Warn => {
                 self.out.warnings.push(format!("unknown field \"{path}\""));
-                true
             }
-            UnknownFields::Ignore => true,
+            UnknownFields::Ignore => {}
         }
+        let mut place: Vec<Place> = self
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Key(k) => Place::Key((*k).to_owned()),
+                Step::Index(i) => Place::Index(*i),
+            })
+            .collect();
+        place.push(Place::Key(key.to_owned()));
+        self.pruned.push(place);
     }
 
     /// Checks `value` at `path`, which it extends for the parts below and then restores.
-    fn walk(&mut self, schema: &Node, value: &mut Value, path: &mut String, depth: usize) {
+    fn walk(&mut self, schema: &Node, value: &'v Value, path: &mut String, depth: usize) {
         if depth > MAX_DEPTH {
             self.push(
                 ErrorKind::Invalid,
@@ -374,29 +433,35 @@ impl Walker<'_> {
                 self.list_type(schema, items, path);
                 if let Some(item_schema) = &schema.items {
                     let len = path.len();
-                    for (i, item) in items.iter_mut().enumerate() {
+                    for (i, item) in items.iter().enumerate() {
                         let _ = write!(path, "[{i}]");
+                        self.steps.push(Step::Index(i));
                         self.walk(item_schema, item, path, depth + 1);
+                        self.steps.pop();
                         path.truncate(len);
                     }
                 }
             }
             Value::Object(map) => {
                 let len = path.len();
-                let mut unknown_keys = Vec::new();
-                for (key, v) in map.iter_mut() {
+                for (key, v) in map {
                     path.push('.');
                     path.push_str(key);
-                    if let Some(s) = schema.property(key) {
+                    let below = match schema.property(key) {
+                        Some(s) => Some(s),
+                        None => match &schema.additional {
+                            Additional::Schema(s) => Some(&**s),
+                            _ => None,
+                        },
+                    };
+                    if let Some(s) = below {
+                        self.steps.push(Step::Key(key));
                         self.walk(s, v, path, depth + 1);
-                    } else if let Additional::Schema(s) = &schema.additional {
-                        self.walk(s, v, path, depth + 1);
+                        self.steps.pop();
                     } else if !schema.preserve_unknown
                         && !matches!(schema.additional, Additional::Any)
                     {
-                        if self.unknown_field(path) {
-                            unknown_keys.push(key.clone());
-                        }
+                        self.unknown_field(path, key);
                     } else if too_deep(v, depth + 1) {
                         // Kept as given: still bounded in depth.
                         self.push(
@@ -406,9 +471,6 @@ impl Walker<'_> {
                         );
                     }
                     path.truncate(len);
-                }
-                for key in unknown_keys {
-                    map.remove(&key);
                 }
                 for r in &schema.required {
                     if !map.contains_key(r) {
@@ -622,6 +684,36 @@ mod tests {
             s.validate(&mut o, UnknownFields::Ignore)
                 .warnings
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn nested_unknown_fields_are_pruned_where_they_are_and_check_changes_nothing() {
+        let s = schema_of(Ingestor::crd());
+        let spec = json!({"sources": [
+            {"name": "a", "type": "kubernetesEvents"},
+            {"name": "b", "type": "kubernetesEvents", "bogus": 1, "events": {"odd": true}}
+        ], "extra": "x"});
+        let original = json!({"metadata": {}, "spec": spec});
+        let strict = s.check(&original);
+        assert_eq!(
+            messages(&strict),
+            [
+                ".spec.extra: field not declared in schema",
+                ".spec.sources[1].bogus: field not declared in schema",
+                ".spec.sources[1].events: field not declared in schema",
+            ]
+        );
+        let mut o = original.clone();
+        let warned = s.validate(&mut o, UnknownFields::Warn);
+        assert!(warned.errors.is_empty(), "{:?}", warned.errors);
+        assert_eq!(warned.warnings.len(), 3);
+        assert_eq!(
+            o["spec"],
+            json!({"sources": [
+                {"name": "a", "type": "kubernetesEvents"},
+                {"name": "b", "type": "kubernetesEvents"}
+            ]})
         );
     }
 
