@@ -390,17 +390,24 @@ mod tests {
             vec![json!({"op": "add", "path": "/a/0/b/0/v", "value": 1})]
         );
         // An element that does not fit is an error naming its place.
-        let mut obj = json!({"a": [{"b": 1}, {"b": {"c": 2}}]});
+        assert_eq!(
+            not_fitting(json!({"a": [{"b": 1}, {"b": {"c": 2}}]}), "/a/*/b/d"),
+            "/a/0/b/d: the parent is not an object"
+        );
+    }
+
+    /// The error of writing 1 at `path` in `obj`.
+    fn not_fitting(mut obj: Value, path: &str) -> String {
         let mut one = |_: Option<&Value>| Ok(Some(json!(1)));
-        let err = apply(
+        apply(
             &mut obj,
-            &parse("/a/*/b/d").unwrap(),
+            &parse(path).unwrap(),
             &mut one,
             false,
             &mut Vec::new(),
         )
-        .unwrap_err();
-        assert_eq!(err.to_string(), "/a/0/b/d: the parent is not an object");
+        .unwrap_err()
+        .to_string()
     }
 
     #[test]
@@ -408,18 +415,22 @@ mod tests {
         assert!(parse("spec").is_err());
         assert!(parse("/spec/*").is_err());
         assert!(parse("/spec//x").is_err());
-        let mut obj = json!({"spec": "text"});
-        let mut ops = Vec::new();
-        let mut one = |_: Option<&Value>| Ok(Some(json!(1)));
-        let err = apply(
-            &mut obj,
-            &parse("/spec/x").unwrap(),
-            &mut one,
-            false,
-            &mut ops,
-        )
-        .unwrap_err();
-        assert_eq!(err.to_string(), "/spec/x: the parent is not an object");
+        assert_eq!(
+            not_fitting(json!({"spec": "text"}), "/spec/x"),
+            "/spec/x: the parent is not an object"
+        );
+        assert_eq!(
+            not_fitting(json!({"spec": [1]}), "/spec/first"),
+            "/spec/first: an array index is a number"
+        );
+        assert_eq!(
+            not_fitting(json!({"spec": [1]}), "/spec/3/x"),
+            "/spec/3: no array element at this index"
+        );
+        assert_eq!(
+            not_fitting(json!({"spec": {"a~b": 5}}), "/spec/a~0b/*/x"),
+            "/spec/a~0b/*: '*' needs an array here"
+        );
         assert_eq!(parse("/a~1b/c~0").unwrap(), vec!["a/b", "c~"]);
     }
 }
