@@ -99,17 +99,11 @@ fn walk(
         return Ok(());
     }
     if let Value::Array(items) = node {
-        let item = seg
-            .parse::<usize>()
-            .ok()
-            .and_then(|index| items.get_mut(index));
-        let Some(item) = item else {
-            let message = if seg.parse::<usize>().is_ok() {
-                "no array element at this index"
-            } else {
-                "an array index is a number"
-            };
-            return Err(not_fit(at, seg, message));
+        let index: usize = seg
+            .parse()
+            .map_err(|_| not_fit(at, seg, "an array index is a number"))?;
+        let Some(item) = items.get_mut(index) else {
+            return Err(not_fit(at, seg, "no array element at this index"));
         };
         push_segment(at, seg);
         let walked = if rest.is_empty() {
