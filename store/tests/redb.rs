@@ -216,13 +216,7 @@ async fn crash_child() {
         return; // Only meaningful as the child of the test below.
     };
     let store = RedbStore::open(&std::path::Path::new(&dir).join("db")).unwrap();
-    for i in 0..50 {
-        let rev = store
-            .create(key("ns", &format!("o{i:03}")), b(&format!("v{i}")))
-            .await
-            .unwrap();
-        println!("ack o{i:03} v{i} {rev}");
-    }
+    create_reporting(&store, 0..50).await;
     checkpoints(&store, 1).await;
     for i in 0..10 {
         let rev = store
@@ -234,16 +228,22 @@ async fn crash_child() {
     checkpoints(&store, 2).await;
     let (_, rev) = store.delete(key("ns", "o049"), None).await.unwrap();
     println!("ack o049 - {rev}");
-    for i in 50..60 {
+    create_reporting(&store, 50..60).await;
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    std::process::abort();
+}
+
+/// Creates `o{i}` with `v{i}` for each `i`, reporting each acknowledgement as the parent
+/// reads it.
+async fn create_reporting(store: &RedbStore, range: std::ops::Range<usize>) {
+    for i in range {
         let rev = store
             .create(key("ns", &format!("o{i:03}")), b(&format!("v{i}")))
             .await
             .unwrap();
         println!("ack o{i:03} v{i} {rev}");
     }
-    use std::io::Write;
-    std::io::stdout().flush().unwrap();
-    std::process::abort();
 }
 
 #[test]
