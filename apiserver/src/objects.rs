@@ -47,26 +47,70 @@ impl MetaError {
     }
 }
 
-/// Gives the object a name from `generateName` when it has none.
-pub fn generate_name(meta: &mut Map<String, Value>) {
-    let has_name = meta
-        .get("name")
-        .and_then(Value::as_str)
-        .is_some_and(|n| !n.is_empty());
-    if has_name {
-        return;
+/// Attempts at a create whose name is generated, as kube-apiserver makes them: a name
+/// another object holds is replaced by a new one.
+pub const NAME_ATTEMPTS: usize = 8;
+
+/// Where the name of an object being created comes from.
+pub enum Naming<'a> {
+    /// `metadata.name`, or `generateName` with a random suffix.
+    Metadata,
+    /// Each call gives a name to try, the next one after a name turned out to be taken; all
+    /// of one shape, since only the first is validated.
+    Generator(&'a (dyn Fn() -> String + Send + Sync)),
+}
+
+/// The names one create tries, decided once its metadata is read.
+pub(crate) enum Names<'a> {
+    /// Only the name sent.
+    Given,
+    GenerateName(String),
+    Generator(&'a (dyn Fn() -> String + Send + Sync)),
+}
+
+impl Names<'_> {
+    /// Names `meta`'s object when `naming` says so or it has only a `generateName`.
+    pub(crate) fn start<'a>(naming: Naming<'a>, meta: &mut Map<String, Value>) -> Names<'a> {
+        let names = match naming {
+            Naming::Generator(f) => Names::Generator(f),
+            Naming::Metadata => {
+                let has_name = meta
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| !n.is_empty());
+                match meta.get("generateName").and_then(Value::as_str) {
+                    Some(prefix) if !has_name => Names::GenerateName(prefix.to_owned()),
+                    _ => Names::Given,
+                }
+            }
+        };
+        if let Some(name) = names.next() {
+            meta.insert("name".into(), Value::String(name));
+        }
+        names
     }
-    let Some(prefix) = meta.get("generateName").and_then(Value::as_str) else {
-        return;
-    };
-    // kube-apiserver trims the prefix so the result still fits a name.
+
+    /// The next name to try, if the name is not fixed.
+    pub(crate) fn next(&self) -> Option<String> {
+        match self {
+            Names::Given => None,
+            Names::GenerateName(prefix) => Some(generated_name(prefix)),
+            Names::Generator(f) => Some(f()),
+        }
+    }
+}
+
+/// `prefix` (trimmed so the result still fits a name, as kube-apiserver trims it) and a
+/// random suffix.
+fn generated_name(prefix: &str) -> String {
     let max_prefix = MAX_NAME_LEN - SUFFIX_LEN;
-    let prefix: String = prefix.chars().take(max_prefix).collect();
+    let mut name: String = prefix.chars().take(max_prefix).collect();
     let mut rng = rand::rng();
-    let suffix: String = (0..SUFFIX_LEN)
-        .map(|_| SUFFIX_ALPHABET[rng.random_range(0..SUFFIX_ALPHABET.len())] as char)
-        .collect();
-    meta.insert("name".into(), Value::String(format!("{prefix}{suffix}")));
+    name.extend(
+        (0..SUFFIX_LEN)
+            .map(|_| SUFFIX_ALPHABET[rng.random_range(0..SUFFIX_ALPHABET.len())] as char),
+    );
+    name
 }
 
 /// Checks `metadata` of an object about to be written.
@@ -238,13 +282,35 @@ mod tests {
     #[test]
     fn generate_name_appends_a_suffix() {
         let mut m = meta(json!({"generateName": "scan-"}));
-        generate_name(&mut m);
+        let names = Names::start(Naming::Metadata, &mut m);
         let name = m["name"].as_str().unwrap();
         assert!(name.starts_with("scan-") && name.len() == 10, "{name}");
         assert!(validate(&m).is_empty());
+        let next = names.next().unwrap();
+        assert!(next.starts_with("scan-") && next.len() == 10, "{next}");
+
         let mut named = meta(json!({"name": "keep", "generateName": "scan-"}));
-        generate_name(&mut named);
+        let names = Names::start(Naming::Metadata, &mut named);
         assert_eq!(named["name"], "keep");
+        assert_eq!(names.next(), None, "a name sent is never replaced");
+
+        let long = "p".repeat(300);
+        let mut m = meta(json!({"generateName": long}));
+        Names::start(Naming::Metadata, &mut m);
+        assert_eq!(m["name"].as_str().unwrap().len(), MAX_NAME_LEN);
+    }
+
+    #[test]
+    fn a_generator_names_the_object_even_over_a_name_sent() {
+        let counter = std::sync::atomic::AtomicUsize::new(0);
+        let generator = move || {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!("gen-{n}")
+        };
+        let mut m = meta(json!({"name": "sent"}));
+        let names = Names::start(Naming::Generator(&generator), &mut m);
+        assert_eq!(m["name"], "gen-0");
+        assert_eq!(names.next().as_deref(), Some("gen-1"));
     }
 
     #[test]

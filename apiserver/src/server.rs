@@ -35,6 +35,7 @@ use crate::{
     metrics::ApiMetrics,
     negotiation::{MetaVersion, Output, negotiate},
     objects,
+    objects::{NAME_ATTEMPTS, Names, Naming},
     openapi::{OpenApi, V3_GROUP_PATH},
     params::{Params, VersionMatch},
     patch::{self, PatchType},
@@ -310,8 +311,23 @@ impl ApiServer {
     /// validation, storage and watch events as over HTTP, without encoding a request and
     /// parsing the answer again.
     pub async fn create_object(&self, plural: &str, ns: &str, obj: Value) -> Result<Value> {
+        self.create_object_named(plural, ns, obj, Naming::Metadata)
+            .await
+    }
+
+    /// `create_object` with the names `naming` gives, tried until one is free (at most
+    /// [`NAME_ATTEMPTS`]).
+    pub async fn create_object_named(
+        &self,
+        plural: &str,
+        ns: &str,
+        obj: Value,
+        naming: Naming<'_>,
+    ) -> Result<Value> {
         let resource = self.served(plural)?;
-        let (obj, _) = self.create(resource, ns, obj, &Params::default()).await?;
+        let (obj, _) = self
+            .create(resource, ns, obj, naming, &Params::default())
+            .await?;
         Ok(obj)
     }
 
@@ -534,7 +550,9 @@ impl ApiServer {
             ("create", None) => {
                 let ns = require_ns(ns)?;
                 let obj = decode_body(&read_body(req).await?, None)?;
-                let (obj, warnings) = self.create(resource, &ns, obj, &params).await?;
+                let (obj, warnings) = self
+                    .create(resource, &ns, obj, Naming::Metadata, &params)
+                    .await?;
                 Ok(render_one(
                     resource,
                     obj,
@@ -694,6 +712,7 @@ impl ApiServer {
         resource: &ServedResource,
         ns: &str,
         mut obj: Value,
+        naming: Naming<'_>,
         params: &Params,
     ) -> Result<(Value, Vec<String>)> {
         check_type(resource, &obj)?;
@@ -714,7 +733,7 @@ impl ApiServer {
                 meta.insert("namespace".into(), json!(ns));
             }
         }
-        objects::generate_name(meta);
+        let names = Names::start(naming, meta);
         map.insert("apiVersion".into(), json!(format!("{API_GROUP}/{VERSION}")));
         map.insert("kind".into(), json!(resource.kind));
         let uid = uuid::Uuid::new_v4().to_string();
@@ -725,23 +744,41 @@ impl ApiServer {
             &crate::objects::now_rfc3339(),
         );
         let warnings = self.validate(resource, &mut obj, params)?;
-        let name = obj
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
         if params.dry_run {
             return Ok((obj, warnings));
         }
-        let stored = encode_stored(&mut obj)?;
-        let rev = self
-            .inner
-            .store
-            .create(Self::key(resource, ns, &name), stored)
-            .await
-            .map_err(write_error(resource, &name))?;
-        set_revision(&mut obj, rev);
-        Ok((obj, warnings))
+        let mut attempts = 1;
+        loop {
+            let name = obj
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let stored = encode_stored(&mut obj)?;
+            match self
+                .inner
+                .store
+                .create(Self::key(resource, ns, &name), stored)
+                .await
+            {
+                Ok(rev) => {
+                    set_revision(&mut obj, rev);
+                    return Ok((obj, warnings));
+                }
+                // Another object holds the generated name: the next name differs only in
+                // its generated part, which validation has already seen the shape of.
+                Err(StoreError::AlreadyExists) if attempts < NAME_ATTEMPTS => {
+                    let Some(next) = names.next() else {
+                        return Err(write_error(resource, &name)(StoreError::AlreadyExists));
+                    };
+                    if let Some(slot) = obj.pointer_mut("/metadata/name") {
+                        *slot = Value::String(next);
+                    }
+                    attempts += 1;
+                }
+                Err(e) => return Err(write_error(resource, &name)(e)),
+            }
+        }
     }
 
     async fn update(

@@ -1,0 +1,115 @@
+//! Names of created objects: a generated name another object holds is replaced by the next
+//! one, at most `NAME_ATTEMPTS` times, as kube-apiserver retries `generateName`; a name sent
+//! is never replaced.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use serde_json::{Value, json};
+use zen_apiserver::{
+    metrics::ApiMetrics,
+    objects::{NAME_ATTEMPTS, Naming},
+    server::ApiServer,
+    status::ApiError,
+};
+
+fn api(dir: &tempfile::TempDir) -> ApiServer {
+    let store = zen_store::redb::RedbStore::open(&dir.path().join("db")).unwrap();
+    let metrics = ApiMetrics::register(&prometheus::Registry::new()).unwrap();
+    ApiServer::new(Arc::new(store), metrics).unwrap()
+}
+
+fn observation(metadata: Value) -> Value {
+    json!({
+        "apiVersion": "zen.watcher.io/v1alpha1", "kind": "Observation",
+        "metadata": metadata,
+        "spec": {"source": "test", "category": "operations", "severity": "info", "eventType": "naming"}
+    })
+}
+
+#[tokio::test]
+async fn a_taken_generated_name_is_replaced_by_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = api(&dir);
+    api.create_object("observations", "t", observation(json!({"name": "obs-0"})))
+        .await
+        .unwrap();
+
+    let calls = AtomicUsize::new(0);
+    let names = || format!("obs-{}", calls.fetch_add(1, Ordering::Relaxed));
+    let created = api
+        .create_object_named(
+            "observations",
+            "t",
+            observation(json!({})),
+            Naming::Generator(&names),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created["metadata"]["name"], "obs-1");
+    assert_eq!(calls.load(Ordering::Relaxed), 2);
+    let stored = api.get("observations", "t", "obs-1").await.unwrap();
+    assert_eq!(stored["metadata"]["uid"], created["metadata"]["uid"]);
+}
+
+#[tokio::test]
+async fn generated_names_are_tried_a_bounded_number_of_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = api(&dir);
+    api.create_object("observations", "t", observation(json!({"name": "same"})))
+        .await
+        .unwrap();
+    let calls = AtomicUsize::new(0);
+    let names = || {
+        calls.fetch_add(1, Ordering::Relaxed);
+        "same".to_owned()
+    };
+    let err = api
+        .create_object_named(
+            "observations",
+            "t",
+            observation(json!({})),
+            Naming::Generator(&names),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ApiError::AlreadyExists { ref name, .. } if name == "same"),
+        "{err:?}"
+    );
+    assert_eq!(calls.load(Ordering::Relaxed), NAME_ATTEMPTS);
+}
+
+#[tokio::test]
+async fn a_name_sent_is_not_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = api(&dir);
+    let sent = observation(json!({"name": "mine", "generateName": "gen-"}));
+    api.create_object("observations", "t", sent.clone())
+        .await
+        .unwrap();
+    let err = api
+        .create_object("observations", "t", sent)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ApiError::AlreadyExists { ref name, .. } if name == "mine"),
+        "{err:?}"
+    );
+
+    let generated = api
+        .create_object(
+            "observations",
+            "t",
+            observation(json!({"generateName": "gen-"})),
+        )
+        .await
+        .unwrap();
+    let name = generated["metadata"]["name"].as_str().unwrap();
+    assert!(
+        name.starts_with("gen-") && name.len() == "gen-".len() + 5,
+        "{name}"
+    );
+}
