@@ -4,10 +4,7 @@
 //! Referenced Secrets that do not exist yet are warnings, not denials: GitOps tools apply
 //! them in any order.
 
-use std::{
-    collections::{HashMap, HashSet},
-    fmt::Write as _,
-};
+use std::{collections::HashMap, fmt::Write as _};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -72,11 +69,16 @@ struct SchemaRule {
 /// A kind's schema with its CEL rules compiled.
 struct KindSchema {
     validator: SchemaValidator,
-    schema: Value,
-    /// By schema location (`.spec.sources[*].auth`).
-    rules: HashMap<String, Vec<SchemaRule>>,
-    /// Locations with rules at or below them: the walk skips the rest of the object.
-    ruled: HashSet<String>,
+    /// `None` when no rule is anywhere in the schema.
+    rules: Option<RuleNode>,
+}
+
+/// The part of a schema with CEL rules at or below it: the walk visits only these nodes.
+struct RuleNode {
+    rules: Vec<SchemaRule>,
+    /// By name, the order the object's own fields are visited in.
+    properties: Vec<(String, RuleNode)>,
+    items: Option<Box<RuleNode>>,
 }
 
 /// The schemas of both kinds, built once.
@@ -100,16 +102,12 @@ impl Checker {
                 .and_then(|s| s.open_api_v3_schema.as_ref())
                 .ok_or_else(|| format!("{} has no schema", kind.qualified()))
                 .and_then(|s| serde_json::to_value(s).map_err(|e| e.to_string()))?;
-            let mut rules = HashMap::new();
-            let mut ruled = HashSet::new();
-            collect_rules(&schema, String::new(), &mut rules, &mut ruled)?;
+            let rules = collect_rules(&schema, "")?;
             schemas.insert(
                 kind,
                 KindSchema {
-                    validator: SchemaValidator::new(schema.clone())?,
-                    schema,
+                    validator: SchemaValidator::new(schema)?,
                     rules,
-                    ruled,
                 },
             );
         }
@@ -134,15 +132,9 @@ impl Checker {
         if !out.errors.is_empty() {
             return out;
         }
-        walk_rules(
-            schema,
-            &schema.schema,
-            object,
-            &mut String::new(),
-            &mut String::new(),
-            budget,
-            &mut out.errors,
-        );
+        if let Some(rules) = &schema.rules {
+            walk_rules(rules, object, &mut String::new(), budget, &mut out.errors);
+        }
         if !out.errors.is_empty() {
             return out;
         }
@@ -203,110 +195,100 @@ fn missing_secrets(ingestor: &Ingestor, cluster: &dyn ClusterView) -> Vec<String
     out
 }
 
-/// Compiles every `x-kubernetes-validations` rule, keyed by its schema location, and notes
-/// in `ruled` every location with rules at or below it; returns whether `at` is one.
-fn collect_rules(
-    schema: &Value,
-    at: String,
-    out: &mut HashMap<String, Vec<SchemaRule>>,
-    ruled: &mut HashSet<String>,
-) -> Result<bool, String> {
-    let mut below = false;
-    if let Some(rules) = schema
+/// Compiles every `x-kubernetes-validations` rule at or below `schema` (at `at`, for error
+/// messages); `None` where there are none.
+fn collect_rules(schema: &Value, at: &str) -> Result<Option<RuleNode>, String> {
+    let mut rules = Vec::new();
+    for r in schema
         .get("x-kubernetes-validations")
         .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
     {
-        let mut compiled = Vec::new();
-        for r in rules {
-            let rule = r.get("rule").and_then(Value::as_str).unwrap_or_default();
-            let program =
-                zen_cel::compile(rule).map_err(|e| format!("{at}: rule {rule:?}: {e}"))?;
-            compiled.push(SchemaRule {
-                program,
-                message: r
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .map_or_else(|| format!("failed rule: {rule}"), str::to_owned),
-                field_path: r
-                    .get("fieldPath")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-            });
+        let rule = r.get("rule").and_then(Value::as_str).unwrap_or_default();
+        let program = zen_cel::compile(rule).map_err(|e| format!("{at}: rule {rule:?}: {e}"))?;
+        rules.push(SchemaRule {
+            program,
+            message: r
+                .get("message")
+                .and_then(Value::as_str)
+                .map_or_else(|| format!("failed rule: {rule}"), str::to_owned),
+            field_path: r
+                .get("fieldPath")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        });
+    }
+    let mut properties = Vec::new();
+    for (name, sub) in schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(node) = collect_rules(sub, &format!("{at}.{name}"))? {
+            properties.push((name.clone(), node));
         }
-        below |= !compiled.is_empty();
-        out.insert(at.clone(), compiled);
     }
-    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
-        for (name, sub) in props {
-            below |= collect_rules(sub, format!("{at}.{name}"), out, ruled)?;
-        }
-    }
-    if let Some(items) = schema.get("items") {
-        below |= collect_rules(items, format!("{at}[*]"), out, ruled)?;
-    }
-    if below {
-        ruled.insert(at);
-    }
-    Ok(below)
+    properties.sort_by(|a, b| a.0.cmp(&b.0));
+    let items = match schema.get("items") {
+        Some(items) => collect_rules(items, &format!("{at}[*]"))?.map(Box::new),
+        None => None,
+    };
+    let empty = rules.is_empty() && properties.is_empty() && items.is_none();
+    Ok((!empty).then_some(RuleNode {
+        rules,
+        properties,
+        items,
+    }))
 }
 
-/// Evaluates the rules along `value`, as kube-apiserver does for present values only. `at`
-/// (the schema location) and `field` (the object's path) are extended in place and restored.
+/// Evaluates the rules along `value`, as kube-apiserver does for present values only.
+/// `field` (the object's path) is extended in place and restored.
 fn walk_rules(
-    kind: &KindSchema,
-    schema: &Value,
+    node: &RuleNode,
     value: &Value,
-    at: &mut String,
     field: &mut String,
     budget: &mut Budget,
     errors: &mut Vec<String>,
 ) {
-    if !kind.ruled.contains(at.as_str()) {
-        return;
-    }
-    if let Some(rules) = kind.rules.get(at.as_str()) {
+    if !node.rules.is_empty() {
         let mut vars = Variables::new();
         vars.set("self", value);
-        for rule in rules {
+        for rule in &node.rules {
+            let failure = match rule.program.evaluate_bool(&vars, budget) {
+                Ok(true) => continue,
+                Ok(false) => rule.message.clone(),
+                Err(e) => format!(
+                    "rule {:?} could not be evaluated: {e}",
+                    rule.program.source()
+                ),
+            };
             let path = format!("{field}{}", rule.field_path.as_deref().unwrap_or_default());
             let path = path.trim_start_matches('.');
             let path = if path.is_empty() { "<root>" } else { path };
-            match rule.program.evaluate_bool(&vars, budget) {
-                Ok(true) => {}
-                Ok(false) => errors.push(format!("{path}: Invalid value: {}", rule.message)),
-                Err(e) => errors.push(format!(
-                    "{path}: Invalid value: rule {:?} could not be evaluated: {e}",
-                    rule.program.source()
-                )),
-            }
+            errors.push(format!("{path}: Invalid value: {failure}"));
         }
     }
-    let (at_len, field_len) = (at.len(), field.len());
+    let len = field.len();
     match value {
         Value::Object(map) => {
-            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
-                for (name, v) in map {
-                    if let Some(sub) = props.get(name) {
-                        for path in [&mut *at, &mut *field] {
-                            path.push('.');
-                            path.push_str(name);
-                        }
-                        walk_rules(kind, sub, v, at, field, budget, errors);
-                        at.truncate(at_len);
-                        field.truncate(field_len);
-                    }
+            for (name, sub) in &node.properties {
+                if let Some(v) = map.get(name) {
+                    field.push('.');
+                    field.push_str(name);
+                    walk_rules(sub, v, field, budget, errors);
+                    field.truncate(len);
                 }
             }
         }
-        Value::Array(items) => {
-            if let Some(sub) = schema.get("items") {
-                at.push_str("[*]");
-                for (i, v) in items.iter().enumerate() {
+        Value::Array(elements) => {
+            if let Some(sub) = &node.items {
+                for (i, v) in elements.iter().enumerate() {
                     let _ = write!(field, "[{i}]");
-                    walk_rules(kind, sub, v, at, field, budget, errors);
-                    field.truncate(field_len);
+                    walk_rules(sub, v, field, budget, errors);
+                    field.truncate(len);
                 }
-                at.truncate(at_len);
             }
         }
         _ => {}

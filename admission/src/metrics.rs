@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
 use crate::{
+    policy::Evaluation,
     review::{AdmissionRequest, AdmissionResponse},
     webhook::Mode,
 };
@@ -78,7 +79,22 @@ impl AdmissionMetrics {
             .observe(took.as_secs_f64());
     }
 
-    pub(crate) fn policy(&self, policy: &str, result: &str) {
-        self.policies.with_label_values(&[policy, result]).inc();
+    /// `policy`'s counters, resolved once per policy set so that a review counts without
+    /// looking labels up (every result's series is there from the start, at 0).
+    pub(crate) fn policy_counters(&self, policy: &str) -> PolicyCounters {
+        PolicyCounters(
+            Evaluation::ALL.map(|e| self.policies.with_label_values(&[policy, e.as_str()])),
+        )
+    }
+}
+
+/// One policy's evaluation counters, in [`Evaluation::ALL`]'s order.
+pub(crate) struct PolicyCounters([IntCounter; 6]);
+
+impl PolicyCounters {
+    pub(crate) fn count(&self, result: Evaluation) {
+        if let Some(c) = self.0.get(result as usize) {
+            c.inc();
+        }
     }
 }

@@ -7,11 +7,11 @@
 //! skipped under `Ignore`. Mutations are all evaluated against the object as it was sent, so
 //! their order does not matter.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::{Value, json};
-use zen_cel::{Budget, Program, Variables};
+use zen_cel::{Budget, EvalError, Program, Variables};
 use zen_crds::{
     IngestorPolicy,
     policy::{FailurePolicy, ValidationAction, ValidationReason},
@@ -24,6 +24,8 @@ use crate::{
 
 struct CompiledValidation {
     program: Program,
+    /// Its place among the set's distinct boolean expressions (see [`Results`]).
+    slot: usize,
     message: Option<String>,
     message_expression: Option<Program>,
     reason: ValidationReason,
@@ -36,11 +38,17 @@ struct CompiledMutation {
     overwrite: bool,
 }
 
+struct MatchCondition {
+    name: String,
+    program: Program,
+    slot: usize,
+}
+
 /// One policy, ready to evaluate.
 pub struct CompiledPolicy {
     pub name: String,
     namespace_selector: Option<LabelSelector>,
-    match_conditions: Vec<(String, Program)>,
+    match_conditions: Vec<MatchCondition>,
     validations: Vec<CompiledValidation>,
     mutations: Vec<CompiledMutation>,
     actions: Vec<ValidationAction>,
@@ -72,10 +80,16 @@ impl CompiledPolicy {
             .collect();
         let mut programs = compiled.into_iter().map(Result::ok);
         let mut next = || programs.next().flatten();
-        let match_conditions: Vec<(String, Program)> = spec
+        let match_conditions: Vec<MatchCondition> = spec
             .match_conditions
             .iter()
-            .filter_map(|c| Some((c.name.clone(), next()?)))
+            .filter_map(|c| {
+                Some(MatchCondition {
+                    name: c.name.clone(),
+                    program: next()?,
+                    slot: 0,
+                })
+            })
             .collect();
         let validations: Vec<CompiledValidation> = spec
             .validations
@@ -85,6 +99,7 @@ impl CompiledPolicy {
                 let message_expression = v.message_expression.as_ref().and_then(|_| next());
                 Some(CompiledValidation {
                     program: program?,
+                    slot: 0,
                     message: v.message.clone(),
                     message_expression,
                     reason: v.reason.unwrap_or(ValidationReason::Invalid),
@@ -129,6 +144,7 @@ impl CompiledPolicy {
         &self,
         namespace_labels: Option<&BTreeMap<String, String>>,
         vars: &Variables,
+        results: &mut Results,
         budget: &mut Budget,
     ) -> Result<bool, String> {
         if let Some(selector) = &self.namespace_selector {
@@ -137,11 +153,11 @@ impl CompiledPolicy {
                 return Ok(false);
             }
         }
-        for (name, program) in &self.match_conditions {
-            match program.evaluate_bool(vars, budget) {
+        for c in &self.match_conditions {
+            match results.evaluate(c.slot, &c.program, vars, budget) {
                 Ok(true) => {}
                 Ok(false) => return Ok(false),
-                Err(e) => return Err(format!("matchCondition {name:?}: {e}")),
+                Err(e) => return Err(format!("matchCondition {:?}: {e}", c.name)),
             }
         }
         Ok(true)
@@ -183,15 +199,79 @@ pub struct Outcome {
     pub audit_annotations: BTreeMap<String, String>,
     /// JSON patch operations (mutation only).
     pub patch: Vec<Value>,
-    /// (policy, result) pairs for metrics: `allowed`, `denied`, `warned`, `audited`,
-    /// `error`, `skipped`.
-    pub evaluations: Vec<(String, &'static str)>,
+    /// What each policy came to, by its place in the set, for metrics.
+    pub evaluations: Vec<(usize, Evaluation)>,
+}
+
+/// What one policy came to for one request; declared in [`Evaluation::ALL`]'s order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evaluation {
+    Allowed,
+    Denied,
+    Warned,
+    Audited,
+    Error,
+    Skipped,
+}
+
+impl Evaluation {
+    pub const ALL: [Evaluation; 6] = [
+        Self::Allowed,
+        Self::Denied,
+        Self::Warned,
+        Self::Audited,
+        Self::Error,
+        Self::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Denied => "denied",
+            Self::Warned => "warned",
+            Self::Audited => "audited",
+            Self::Error => "error",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
+/// The results of the set's distinct boolean expressions for one request. Policies often
+/// share an expression (the same match condition, say); it is pure over the request's
+/// variables, so it is evaluated once and its result, or error, read by every policy after.
+struct Results(Vec<Option<Result<bool, EvalError>>>);
+
+impl Results {
+    fn new(slots: usize) -> Self {
+        Self(vec![None; slots])
+    }
+
+    fn evaluate(
+        &mut self,
+        slot: usize,
+        program: &Program,
+        vars: &Variables,
+        budget: &mut Budget,
+    ) -> Result<bool, EvalError> {
+        match self.0.get(slot) {
+            Some(Some(known)) => known.clone(),
+            _ => {
+                let result = program.evaluate_bool(vars, budget);
+                if let Some(place) = self.0.get_mut(slot) {
+                    *place = Some(result.clone());
+                }
+                result
+            }
+        }
+    }
 }
 
 /// The compiled policies in force, sorted by name.
 #[derive(Default)]
 pub struct PolicySet {
     policies: Vec<CompiledPolicy>,
+    /// Distinct boolean expressions (match conditions and validations) over all policies.
+    slots: usize,
 }
 
 impl PolicySet {
@@ -206,7 +286,32 @@ impl PolicySet {
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
-        (Self { policies: out }, failed)
+        let mut slots: HashMap<String, usize> = HashMap::new();
+        let mut slot_of = |program: &Program| {
+            let next = slots.len();
+            *slots.entry(program.source().to_owned()).or_insert(next)
+        };
+        for p in &mut out {
+            for c in &mut p.match_conditions {
+                c.slot = slot_of(&c.program);
+            }
+            for v in &mut p.validations {
+                v.slot = slot_of(&v.program);
+            }
+        }
+        let slots = slots.len();
+        (
+            Self {
+                policies: out,
+                slots,
+            },
+            failed,
+        )
+    }
+
+    /// The policies' names, in the order `Outcome::evaluations` refers to them by.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.policies.iter().map(|p| p.name.as_str())
     }
 
     pub fn len(&self) -> usize {
@@ -225,15 +330,24 @@ impl PolicySet {
         budget: &mut Budget,
     ) -> Outcome {
         let mut out = Outcome::default();
-        for p in &self.policies {
-            if !applies(p, namespace_labels, vars, budget, &mut out) {
+        let mut results = Results::new(self.slots);
+        for (index, p) in self.policies.iter().enumerate() {
+            if !applies(
+                index,
+                p,
+                namespace_labels,
+                vars,
+                &mut results,
+                budget,
+                &mut out,
+            ) {
                 continue;
             }
             let mut failures = Vec::new();
             let mut errored = false;
             for v in &p.validations {
                 let expression = v.program.source();
-                let message = match v.program.evaluate_bool(vars, budget) {
+                let message = match results.evaluate(v.slot, &v.program, vars, budget) {
                     Ok(true) => continue,
                     Ok(false) => v
                         .message_expression
@@ -255,7 +369,7 @@ impl PolicySet {
                 };
                 failures.push((message, expression.to_owned(), v.reason));
             }
-            record(p, failures, errored, &mut out);
+            record(index, p, failures, errored, &mut out);
         }
         out
     }
@@ -269,11 +383,22 @@ impl PolicySet {
         budget: &mut Budget,
     ) -> Outcome {
         let mut out = Outcome::default();
-        for p in self.policies.iter().filter(|p| !p.mutations.is_empty()) {
-            if !applies(p, namespace_labels, vars, budget, &mut out) {
+        let mut results = Results::new(self.slots);
+        for (index, p) in self.policies.iter().enumerate() {
+            if p.mutations.is_empty()
+                || !applies(
+                    index,
+                    p,
+                    namespace_labels,
+                    vars,
+                    &mut results,
+                    budget,
+                    &mut out,
+                )
+            {
                 continue;
             }
-            let mut result = "allowed";
+            let mut result = Evaluation::Allowed;
             for m in &p.mutations {
                 // Under a `*`, the value is computed per element, with `self` bound to it; a
                 // null value leaves the element alone.
@@ -289,7 +414,7 @@ impl PolicySet {
                     mutation::apply(object, &m.segments, &mut value, m.overwrite, &mut out.patch)
                         .map_err(|e| e.to_string());
                 if let Err(e) = applied {
-                    result = "error";
+                    result = Evaluation::Error;
                     if p.failure_policy == FailurePolicy::Fail {
                         out.denials.push(Denial {
                             message: format!(
@@ -301,7 +426,7 @@ impl PolicySet {
                     }
                 }
             }
-            out.evaluations.push((p.name.clone(), result));
+            out.evaluations.push((index, result));
         }
         out
     }
@@ -309,27 +434,29 @@ impl PolicySet {
 
 /// Whether `p` applies, recording a skip or an evaluation error in `out` when it does not.
 fn applies(
+    index: usize,
     p: &CompiledPolicy,
     namespace_labels: Option<&BTreeMap<String, String>>,
     vars: &Variables,
+    results: &mut Results,
     budget: &mut Budget,
     out: &mut Outcome,
 ) -> bool {
-    match p.applies(namespace_labels, vars, budget) {
+    match p.applies(namespace_labels, vars, results, budget) {
         Ok(true) => true,
         Ok(false) => {
-            out.evaluations.push((p.name.clone(), "skipped"));
+            out.evaluations.push((index, Evaluation::Skipped));
             false
         }
         Err(e) => {
-            policy_error(p, &e, out);
+            policy_error(index, p, &e, out);
             false
         }
     }
 }
 
-fn policy_error(p: &CompiledPolicy, error: &str, out: &mut Outcome) {
-    out.evaluations.push((p.name.clone(), "error"));
+fn policy_error(index: usize, p: &CompiledPolicy, error: &str, out: &mut Outcome) {
+    out.evaluations.push((index, Evaluation::Error));
     if p.failure_policy == FailurePolicy::Fail {
         out.denials.push(Denial {
             message: format!(
@@ -342,20 +469,25 @@ fn policy_error(p: &CompiledPolicy, error: &str, out: &mut Outcome) {
 }
 
 fn record(
+    index: usize,
     p: &CompiledPolicy,
     failures: Vec<(String, String, ValidationReason)>,
     errored: bool,
     out: &mut Outcome,
 ) {
     if failures.is_empty() {
-        out.evaluations
-            .push((p.name.clone(), if errored { "error" } else { "allowed" }));
+        let result = if errored {
+            Evaluation::Error
+        } else {
+            Evaluation::Allowed
+        };
+        out.evaluations.push((index, result));
         return;
     }
     for action in &p.actions {
         match action {
             ValidationAction::Deny => {
-                out.evaluations.push((p.name.clone(), "denied"));
+                out.evaluations.push((index, Evaluation::Denied));
                 out.denials
                     .extend(failures.iter().map(|(message, expression, reason)| Denial {
                         message: format!(
@@ -366,7 +498,7 @@ fn record(
                     }));
             }
             ValidationAction::Warn => {
-                out.evaluations.push((p.name.clone(), "warned"));
+                out.evaluations.push((index, Evaluation::Warned));
                 out.warnings.extend(
                     failures
                         .iter()
@@ -374,7 +506,7 @@ fn record(
                 );
             }
             ValidationAction::Audit => {
-                out.evaluations.push((p.name.clone(), "audited"));
+                out.evaluations.push((index, Evaluation::Audited));
                 let list: Vec<Value> = failures
                     .iter()
                     .map(|(message, expression, _)| {
@@ -442,6 +574,54 @@ mod tests {
         assert!(errors[0].starts_with("spec.matchConditions[0].expression: Invalid value"));
         assert!(errors[1].starts_with("spec.validations[0].messageExpression: Invalid value"));
         assert!(errors[2].starts_with("spec.mutations[1].path: Invalid value: /spec/*"));
+    }
+
+    fn named(name: &str, spec: Value) -> IngestorPolicy {
+        let mut p = policy(spec);
+        p.metadata.name = Some(name.to_owned());
+        p
+    }
+
+    #[test]
+    fn policies_sharing_an_expression_evaluate_it_once_per_request() {
+        let shared = json!({
+            "matchConditions": [{"name": "all", "expression": "object.n.all(i, i > 0)"}],
+            "validations": [{"expression": "object.n.exists(i, i > 9)", "message": "none above 9"}],
+            "validationActions": ["Warn"]
+        });
+        let mut vars = Variables::new();
+        vars.set_owned("object", json!({"n": (1..=200).collect::<Vec<_>>()}));
+        let spent = |policies: &[IngestorPolicy]| {
+            let (set, failed) = PolicySet::compile(policies);
+            assert!(failed.is_empty());
+            let mut budget = Budget::default();
+            let out = set.validate(None, &vars, &mut budget);
+            assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+            assert_eq!(out.evaluations.len(), policies.len());
+            budget.spent()
+        };
+        let one = spent(&[named("a", shared.clone())]);
+        let two = spent(&[named("a", shared.clone()), named("b", shared.clone())]);
+        assert!(one > 200, "the comprehensions cost {one}");
+        assert_eq!(one, two);
+
+        // A shared expression's error is every sharing policy's error.
+        let failing = json!({
+            "matchConditions": [{"name": "bad", "expression": "object.missing > 0"}],
+            "validations": [{"expression": "true"}]
+        });
+        let (set, _) = PolicySet::compile(&[named("a", failing.clone()), named("b", failing)]);
+        let out = set.validate(None, &vars, &mut Budget::default());
+        assert_eq!(
+            out.evaluations,
+            vec![(0, Evaluation::Error), (1, Evaluation::Error)]
+        );
+        assert_eq!(out.denials.len(), 2, "{:?}", out.denials);
+        assert!(
+            out.denials[1]
+                .message
+                .starts_with("IngestorPolicy \"b\" could not be evaluated")
+        );
     }
 
     #[test]

@@ -21,8 +21,8 @@ use zen_serving::{Body, full};
 use crate::{
     checks::{Checker, Kind},
     cluster::ClusterView,
-    metrics::AdmissionMetrics,
-    policy::{PolicyError, PolicySet},
+    metrics::{AdmissionMetrics, PolicyCounters},
+    policy::{Evaluation, PolicyError, PolicySet},
     review::{self, AdmissionRequest, AdmissionResponse, MAX_REVIEW_BYTES, Operation, ReviewError},
 };
 
@@ -46,12 +46,20 @@ impl Mode {
 /// Admission of Ingestors and IngestorPolicies.
 pub struct Admission {
     checker: Checker,
-    policies: RwLock<Arc<PolicySet>>,
+    policies: RwLock<Arc<Policies>>,
     cluster: Arc<dyn ClusterView>,
     metrics: Option<AdmissionMetrics>,
 }
 
 const GROUP: &str = "config.zen.watcher.io";
+
+/// The policy set in force and its evaluation counters, replaced together.
+#[derive(Default)]
+struct Policies {
+    set: PolicySet,
+    /// By the set's order; empty without metrics.
+    counters: Vec<PolicyCounters>,
+}
 
 impl Admission {
     pub fn new(
@@ -69,11 +77,16 @@ impl Admission {
     /// Replaces the policy set; returns the policies left out because they do not compile.
     pub fn set_policies(&self, policies: &[IngestorPolicy]) -> Vec<(String, Vec<PolicyError>)> {
         let (set, failed) = PolicySet::compile(policies);
-        *self.policies.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
+        let counters = match &self.metrics {
+            Some(m) => set.names().map(|name| m.policy_counters(name)).collect(),
+            None => Vec::new(),
+        };
+        *self.policies.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(Policies { set, counters });
         failed
     }
 
-    fn policies(&self) -> Arc<PolicySet> {
+    fn policies(&self) -> Arc<Policies> {
         self.policies
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -144,8 +157,8 @@ impl Admission {
         let policies = self.policies();
         let vars = variables(request, object);
         let labels = self.namespace_labels(request);
-        let outcome = policies.validate(labels.as_ref(), &vars, budget);
-        self.count_policies(&outcome.evaluations);
+        let outcome = policies.set.validate(labels.as_ref(), &vars, budget);
+        policies.count(&outcome.evaluations);
         warnings.extend(outcome.warnings);
         let mut r = match outcome.denials.first() {
             Some(first) => AdmissionResponse::deny(
@@ -177,8 +190,10 @@ impl Admission {
         let vars = variables(request, object);
         let labels = self.namespace_labels(request);
         let mut mutated = object.clone();
-        let outcome = policies.mutate(labels.as_ref(), &vars, &mut mutated, budget);
-        self.count_policies(&outcome.evaluations);
+        let outcome = policies
+            .set
+            .mutate(labels.as_ref(), &vars, &mut mutated, budget);
+        policies.count(&outcome.evaluations);
         if let Some(first) = outcome.denials.first() {
             return AdmissionResponse::deny(
                 uid,
@@ -199,11 +214,13 @@ impl Admission {
             .as_deref()
             .and_then(|ns| self.cluster.namespace_labels(ns))
     }
+}
 
-    fn count_policies(&self, evaluations: &[(String, &'static str)]) {
-        if let Some(m) = &self.metrics {
-            for (policy, result) in evaluations {
-                m.policy(policy, result);
+impl Policies {
+    fn count(&self, evaluations: &[(usize, Evaluation)]) {
+        for (policy, result) in evaluations {
+            if let Some(c) = self.counters.get(*policy) {
+                c.count(*result);
             }
         }
     }
