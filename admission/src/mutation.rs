@@ -8,7 +8,24 @@
 
 use std::fmt::Write as _;
 
+use serde::Serialize;
 use serde_json::{Map, Value};
+
+/// One JSON patch operation of the answer. Typed, so a patch is never anything but the two
+/// operations defaulting writes, and it serializes without a map per operation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PatchOp {
+    pub op: PatchKind,
+    pub path: String,
+    pub value: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PatchKind {
+    Add,
+    Replace,
+}
 
 /// A pointer that does not fit the object.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,9 +70,16 @@ pub fn apply(
     segments: &[String],
     value: &mut ValueFn<'_>,
     overwrite: bool,
-    ops: &mut Vec<Value>,
+    ops: &mut Vec<PatchOp>,
 ) -> Result<(), PathError> {
-    walk(object, segments, &mut String::new(), value, overwrite, ops)
+    walk(
+        object,
+        segments,
+        &mut String::with_capacity(64),
+        value,
+        overwrite,
+        ops,
+    )
 }
 
 /// Walks `segments` below `node`, whose pointer is `at` (extended in place and restored).
@@ -66,7 +90,7 @@ fn walk(
     at: &mut String,
     value: &mut ValueFn<'_>,
     overwrite: bool,
-    ops: &mut Vec<Value>,
+    ops: &mut Vec<PatchOp>,
 ) -> Result<(), PathError> {
     let Some((seg, rest)) = segments.split_first() else {
         return Ok(());
@@ -136,9 +160,9 @@ fn walk(
                     Value::Object(m)
                 });
                 let kind = if map.contains_key(seg.as_str()) {
-                    "replace"
+                    PatchKind::Replace
                 } else {
-                    "add"
+                    PatchKind::Add
                 };
                 ops.push(operation(kind, at, nested.clone()));
                 map.insert(seg.clone(), nested);
@@ -179,7 +203,7 @@ fn set_existing(
     at: &str,
     value: &mut ValueFn<'_>,
     overwrite: bool,
-    ops: &mut Vec<Value>,
+    ops: &mut Vec<PatchOp>,
 ) -> Result<(), PathError> {
     if !(overwrite || slot.is_null()) {
         return Ok(());
@@ -189,19 +213,18 @@ fn set_existing(
         message,
     })?;
     if let Some(new) = new.filter(|n| n != slot) {
-        ops.push(operation("replace", at, new.clone()));
+        ops.push(operation(PatchKind::Replace, at, new.clone()));
         *slot = new;
     }
     Ok(())
 }
 
-/// One JSON patch operation, with `value` moved in (`json!` would copy it).
-fn operation(kind: &str, path: &str, value: Value) -> Value {
-    let mut op = Map::new();
-    op.insert("op".into(), kind.into());
-    op.insert("path".into(), path.into());
-    op.insert("value".into(), value);
-    Value::Object(op)
+fn operation(op: PatchKind, path: &str, value: Value) -> PatchOp {
+    PatchOp {
+        op,
+        path: path.to_owned(),
+        value,
+    }
 }
 
 /// The error for `seg` below `at`.
@@ -236,7 +259,14 @@ mod tests {
         let mut ops = Vec::new();
         let mut f = |_: Option<&Value>| Ok(Some(value.clone()));
         apply(obj, &parse(path).unwrap(), &mut f, overwrite, &mut ops).unwrap();
-        ops
+        as_json(&ops)
+    }
+
+    /// The operations as the answer's JSON has them.
+    fn as_json(ops: &[PatchOp]) -> Vec<Value> {
+        ops.iter()
+            .map(|op| serde_json::to_value(op).unwrap())
+            .collect()
     }
 
     #[test]
@@ -304,7 +334,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            ops,
+            as_json(&ops),
             vec![json!({"op": "add", "path": "/spec/sources/0/maxBodyBytes", "value": 1048576})]
         );
     }
@@ -342,7 +372,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            ops,
+            as_json(&ops),
             vec![
                 json!({"op": "replace", "path": "/spec/sources/1/limit", "value": "for b"}),
                 json!({"op": "add", "path": "/spec/sources/2/limit", "value": "for c"}),
@@ -364,7 +394,7 @@ mod tests {
         .unwrap();
         assert_eq!(count, 3);
         assert_eq!(
-            ops[0],
+            as_json(&ops)[0],
             json!({"op": "add", "path": "/spec/sources/0/x", "value": {"y": 1}})
         );
         // Nested `*`s: the innermost element is the one the value sees.
@@ -380,7 +410,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            ops,
+            as_json(&ops),
             vec![json!({"op": "add", "path": "/a/0/b/0/v", "value": 1})]
         );
         // An element that does not fit is an error naming its place.

@@ -198,7 +198,7 @@ pub struct Outcome {
     pub warnings: Vec<String>,
     pub audit_annotations: BTreeMap<String, String>,
     /// JSON patch operations (mutation only).
-    pub patch: Vec<Value>,
+    pub patch: Vec<mutation::PatchOp>,
     /// What each policy came to, by its place in the set, for metrics.
     pub evaluations: Vec<(usize, Evaluation)>,
 }
@@ -651,8 +651,8 @@ mod tests {
         let mut object = json!({"spec": {}});
         let out = set.mutate(None, &vars, &mut object, &mut Budget::default());
         assert_eq!(
-            out.patch,
-            vec![json!({"op": "add", "path": "/spec/x", "value": "x"})]
+            serde_json::to_value(&out.patch).unwrap(),
+            json!([{"op": "add", "path": "/spec/x", "value": "x"}])
         );
     }
 }

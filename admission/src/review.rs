@@ -169,7 +169,7 @@ impl AdmissionResponse {
     }
 
     /// Attaches a JSON patch (an empty one is left out).
-    pub fn with_patch(mut self, ops: &[Value]) -> Self {
+    pub fn with_patch(mut self, ops: &[crate::mutation::PatchOp]) -> Self {
         if !ops.is_empty() {
             let text = serde_json::to_vec(ops).unwrap_or_default();
             self.patch_type = Some("JSONPatch");

@@ -550,12 +550,13 @@ fn cel_headers(headers: &HeaderMap, scheme: &Scheme) -> Value {
         {
             continue;
         }
-        let values: Vec<&str> = headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        map.insert(n.to_owned(), json!(values.join(", ")));
+        let mut values = headers.get_all(name).iter().filter_map(|v| v.to_str().ok());
+        let mut joined = values.next().unwrap_or_default().to_owned();
+        for v in values {
+            joined.push_str(", ");
+            joined.push_str(v);
+        }
+        map.insert(n.to_owned(), Value::String(joined));
     }
     Value::Object(map)
 }
