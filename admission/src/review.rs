@@ -112,7 +112,7 @@ pub fn decode(body: &[u8]) -> Result<AdmissionRequest, ReviewError> {
         return Err(ReviewError::TooLarge);
     }
     let review: AdmissionReview =
-        serde_json::from_slice(body).map_err(|e| ReviewError::Decode(e.to_string()))?;
+        zen_serving::json::from_slice(body).map_err(|e| ReviewError::Decode(e.to_string()))?;
     if review.api_version != API_VERSION || review.kind != "AdmissionReview" {
         return Err(ReviewError::Version(review.api_version, review.kind));
     }

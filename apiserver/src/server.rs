@@ -1356,7 +1356,7 @@ fn decode_body(body: &[u8], _content_type: Option<&str>) -> Result<Value> {
     if body.is_empty() {
         return Err(ApiError::BadRequest("the request body is empty".into()));
     }
-    match serde_json::from_slice::<Value>(body) {
+    match zen_serving::json::from_slice::<Value>(body) {
         Ok(v) => Ok(v),
         Err(json_err) => {
             let text = std::str::from_utf8(body).map_err(|_| {
@@ -1401,7 +1401,7 @@ fn encode_stored(obj: &mut Value) -> Result<Bytes> {
 }
 
 fn decode_stored(bytes: &[u8], revision: u64) -> Result<Value> {
-    let mut obj: Value = serde_json::from_slice(bytes)
+    let mut obj: Value = zen_serving::json::from_slice(bytes)
         .map_err(|e| ApiError::Internal(format!("stored object is corrupt: {e}")))?;
     set_revision(&mut obj, revision);
     Ok(obj)

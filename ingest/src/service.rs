@@ -417,7 +417,7 @@ impl IngestService {
     }
 
     async fn process(&self, endpoint: &Endpoint, headers: &HeaderMap, body: Bytes) -> Answer {
-        let payload: Value = match serde_json::from_slice(&body) {
+        let payload: Value = match zen_serving::json::from_slice(&body) {
             Ok(v) => v,
             Err(e) => {
                 return Answer::refuse(

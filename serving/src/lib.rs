@@ -6,6 +6,7 @@
 //! for authentication, and a graceful drain on shutdown.
 
 mod body;
+pub mod json;
 mod listener;
 
 pub use body::{Body, BoxError, empty, full};
