@@ -47,6 +47,8 @@ const SECONDS: u64 = 5;
 const ROUNDS: usize = 3;
 const SEQUENTIAL: usize = 5000;
 const IN_PROCESS: usize = 20_000;
+/// Reviews of a `ZEN_BENCH_HANDLE_ONLY` run.
+const HANDLE_ONLY: usize = 2000;
 const POLICIES: usize = 20;
 
 const RECORDED: &str = concat!(
@@ -414,6 +416,23 @@ fn server_side(before: &[(f64, u64)], after: &[(f64, u64)]) -> (Duration, Durati
 
 /// `Admission::handle` in this process: the same policies, the same review, no I/O.
 fn in_process(config: &str, body: &[u8], mode: Mode) -> Vec<Duration> {
+    let admission = local_admission(config);
+    for _ in 0..1000 {
+        admission.handle(mode, body).expect("answer");
+    }
+    let mut out = Vec::with_capacity(IN_PROCESS);
+    for _ in 0..IN_PROCESS {
+        let start = Instant::now();
+        let answer = admission.handle(mode, body).expect("answer");
+        out.push(start.elapsed());
+        std::hint::black_box(answer);
+    }
+    out.sort();
+    out
+}
+
+/// The benchmark's policies, Namespace and Secret in an `Admission` of this process.
+fn local_admission(config: &str) -> Admission {
     let mut cluster = StaticCluster::default();
     cluster.namespaces.insert(
         "bench".into(),
@@ -434,18 +453,24 @@ fn in_process(config: &str, body: &[u8], mode: Mode) -> Vec<Duration> {
         .collect();
     assert_eq!(policies.len(), POLICIES);
     assert!(admission.set_policies(&policies).is_empty());
-    for _ in 0..1000 {
-        admission.handle(mode, body).expect("answer");
+    admission
+}
+
+/// `ZEN_BENCH_HANDLE_ONLY=validate` (or `mutate`): [`HANDLE_ONLY`] reviews through
+/// `Admission::handle` and nothing else, for counting instructions under callgrind, which
+/// unlike time does not depend on what else the machine is doing (docs/BENCHMARKS.md).
+fn handle_only(mode: Mode) {
+    let (config, _) = config_yaml();
+    let admission = local_admission(&config);
+    let body = review(&ingestor("github-security"));
+    let start = Instant::now();
+    for _ in 0..HANDLE_ONLY {
+        std::hint::black_box(admission.handle(mode, &body).expect("answer"));
     }
-    let mut out = Vec::with_capacity(IN_PROCESS);
-    for _ in 0..IN_PROCESS {
-        let start = Instant::now();
-        let answer = admission.handle(mode, body).expect("answer");
-        out.push(start.elapsed());
-        std::hint::black_box(answer);
-    }
-    out.sort();
-    out
+    println!(
+        "{HANDLE_ONLY} reviews through Admission::handle, {:.1} µs each",
+        start.elapsed().as_secs_f64() * 1e6 / HANDLE_ONLY as f64
+    );
 }
 
 fn ms(d: Duration) -> String {
@@ -454,6 +479,12 @@ fn ms(d: Duration) -> String {
 
 fn main() {
     // `cargo bench` passes --bench; nothing else to parse.
+    match std::env::var("ZEN_BENCH_HANDLE_ONLY").as_deref() {
+        Ok("validate") => return handle_only(Mode::Validate),
+        Ok("mutate") => return handle_only(Mode::Mutate),
+        Ok(other) => panic!("ZEN_BENCH_HANDLE_ONLY is validate or mutate, not {other:?}"),
+        Err(_) => {}
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
