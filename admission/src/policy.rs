@@ -329,30 +329,21 @@ impl PolicySet {
         vars: &Variables,
         budget: &mut Budget,
     ) -> Outcome {
-        let mut out = Outcome::default();
-        let mut results = Results::new(self.slots);
+        let mut pass = Pass::new(namespace_labels, vars, self.slots, budget);
         for (index, p) in self.policies.iter().enumerate() {
-            if !applies(
-                index,
-                p,
-                namespace_labels,
-                vars,
-                &mut results,
-                budget,
-                &mut out,
-            ) {
+            if !pass.applies(index, p) {
                 continue;
             }
             let mut failures = Vec::new();
             let mut errored = false;
             for v in &p.validations {
                 let expression = v.program.source();
-                let message = match results.evaluate(v.slot, &v.program, vars, budget) {
+                let message = match pass.evaluate(v.slot, &v.program) {
                     Ok(true) => continue,
                     Ok(false) => v
                         .message_expression
                         .as_ref()
-                        .and_then(|m| m.evaluate(vars, budget).ok())
+                        .and_then(|m| m.evaluate(vars, pass.budget).ok())
                         .and_then(|m| m.as_str().map(str::to_owned))
                         .filter(|m| !m.trim().is_empty())
                         .or_else(|| v.message.clone())
@@ -369,9 +360,9 @@ impl PolicySet {
                 };
                 failures.push((message, expression.to_owned(), v.reason));
             }
-            record(index, p, failures, errored, &mut out);
+            record(index, p, failures, errored, &mut pass.out);
         }
-        out
+        pass.out
     }
 
     /// Runs every applicable policy's mutations on `object`, recording the patch.
@@ -382,20 +373,9 @@ impl PolicySet {
         object: &mut Value,
         budget: &mut Budget,
     ) -> Outcome {
-        let mut out = Outcome::default();
-        let mut results = Results::new(self.slots);
+        let mut pass = Pass::new(namespace_labels, vars, self.slots, budget);
         for (index, p) in self.policies.iter().enumerate() {
-            if p.mutations.is_empty()
-                || !applies(
-                    index,
-                    p,
-                    namespace_labels,
-                    vars,
-                    &mut results,
-                    budget,
-                    &mut out,
-                )
-            {
+            if p.mutations.is_empty() || !pass.applies(index, p) {
                 continue;
             }
             let mut result = Evaluation::Allowed;
@@ -404,19 +384,19 @@ impl PolicySet {
                 // null value leaves the element alone.
                 let mut value = |element: Option<&Value>| {
                     let v = match element {
-                        Some(e) => m.program.evaluate_with(vars, "self", e, budget),
-                        None => m.program.evaluate(vars, budget),
+                        Some(e) => m.program.evaluate_with(vars, "self", e, pass.budget),
+                        None => m.program.evaluate(vars, pass.budget),
                     };
                     v.map(|v| (!v.is_null()).then_some(v))
                         .map_err(|e| e.to_string())
                 };
-                let applied =
-                    mutation::apply(object, &m.segments, &mut value, m.overwrite, &mut out.patch)
-                        .map_err(|e| e.to_string());
+                let patch = &mut pass.out.patch;
+                let applied = mutation::apply(object, &m.segments, &mut value, m.overwrite, patch)
+                    .map_err(|e| e.to_string());
                 if let Err(e) = applied {
                     result = Evaluation::Error;
                     if p.failure_policy == FailurePolicy::Fail {
-                        out.denials.push(Denial {
+                        pass.out.denials.push(Denial {
                             message: format!(
                                 "IngestorPolicy {:?} could not apply its mutation of {}: {e}",
                                 p.name, m.path
@@ -426,31 +406,60 @@ impl PolicySet {
                     }
                 }
             }
-            out.evaluations.push((index, result));
+            pass.out.evaluations.push((index, result));
         }
-        out
+        pass.out
     }
 }
 
-/// Whether `p` applies, recording a skip or an evaluation error in `out` when it does not.
-fn applies(
-    index: usize,
-    p: &CompiledPolicy,
-    namespace_labels: Option<&BTreeMap<String, String>>,
-    vars: &Variables,
-    results: &mut Results,
-    budget: &mut Budget,
-    out: &mut Outcome,
-) -> bool {
-    match p.applies(namespace_labels, vars, results, budget) {
-        Ok(true) => true,
-        Ok(false) => {
-            out.evaluations.push((index, Evaluation::Skipped));
-            false
+/// One request's pass over the policy set: its variables, the shared expressions evaluated
+/// so far, the budget left and what the policies have said.
+struct Pass<'p, 'v> {
+    namespace_labels: Option<&'p BTreeMap<String, String>>,
+    vars: &'p Variables<'v>,
+    results: Results,
+    budget: &'p mut Budget,
+    out: Outcome,
+}
+
+impl<'p, 'v> Pass<'p, 'v> {
+    fn new(
+        namespace_labels: Option<&'p BTreeMap<String, String>>,
+        vars: &'p Variables<'v>,
+        slots: usize,
+        budget: &'p mut Budget,
+    ) -> Self {
+        Self {
+            namespace_labels,
+            vars,
+            results: Results::new(slots),
+            budget,
+            out: Outcome::default(),
         }
-        Err(e) => {
-            policy_error(index, p, &e, out);
-            false
+    }
+
+    fn evaluate(&mut self, slot: usize, program: &Program) -> Result<bool, EvalError> {
+        self.results.evaluate(slot, program, self.vars, self.budget)
+    }
+
+    /// Whether `p` (at `index` in the set) applies, recording a skip or an evaluation error
+    /// when it does not.
+    fn applies(&mut self, index: usize, p: &CompiledPolicy) -> bool {
+        match p.applies(
+            self.namespace_labels,
+            self.vars,
+            &mut self.results,
+            self.budget,
+        ) {
+            Ok(true) => true,
+            Ok(false) => {
+                self.out.evaluations.push((index, Evaluation::Skipped));
+                false
+            }
+            Err(e) => {
+                policy_error(index, p, &e, &mut self.out);
+                false
+            }
         }
     }
 }

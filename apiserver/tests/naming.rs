@@ -29,25 +29,34 @@ fn observation(metadata: Value) -> Value {
     })
 }
 
-#[tokio::test]
-async fn a_taken_generated_name_is_replaced_by_the_next() {
+/// An API whose store holds an Observation named `taken`, and what a create with the
+/// names of `names` came to.
+async fn create_after_taken(
+    taken: &str,
+    names: &(dyn Fn() -> String + Send + Sync),
+) -> (ApiServer, Result<Value, ApiError>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let api = api(&dir);
-    api.create_object("observations", "t", observation(json!({"name": "obs-0"})))
+    api.create_object("observations", "t", observation(json!({"name": taken})))
         .await
         .unwrap();
-
-    let calls = AtomicUsize::new(0);
-    let names = || format!("obs-{}", calls.fetch_add(1, Ordering::Relaxed));
     let created = api
         .create_object_named(
             "observations",
             "t",
             observation(json!({})),
-            Naming::Generator(&names),
+            Naming::Generator(names),
         )
-        .await
-        .unwrap();
+        .await;
+    (api, created, dir)
+}
+
+#[tokio::test]
+async fn a_taken_generated_name_is_replaced_by_the_next() {
+    let calls = AtomicUsize::new(0);
+    let names = || format!("obs-{}", calls.fetch_add(1, Ordering::Relaxed));
+    let (api, created, _dir) = create_after_taken("obs-0", &names).await;
+    let created = created.unwrap();
     assert_eq!(created["metadata"]["name"], "obs-1");
     assert_eq!(calls.load(Ordering::Relaxed), 2);
     let stored = api.get("observations", "t", "obs-1").await.unwrap();
@@ -56,25 +65,13 @@ async fn a_taken_generated_name_is_replaced_by_the_next() {
 
 #[tokio::test]
 async fn generated_names_are_tried_a_bounded_number_of_times() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = api(&dir);
-    api.create_object("observations", "t", observation(json!({"name": "same"})))
-        .await
-        .unwrap();
     let calls = AtomicUsize::new(0);
     let names = || {
         calls.fetch_add(1, Ordering::Relaxed);
         "same".to_owned()
     };
-    let err = api
-        .create_object_named(
-            "observations",
-            "t",
-            observation(json!({})),
-            Naming::Generator(&names),
-        )
-        .await
-        .unwrap_err();
+    let (_api, created, _dir) = create_after_taken("same", &names).await;
+    let err = created.unwrap_err();
     assert!(
         matches!(err, ApiError::AlreadyExists { ref name, .. } if name == "same"),
         "{err:?}"
