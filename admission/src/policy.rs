@@ -634,6 +634,14 @@ mod tests {
     }
 
     #[test]
+    fn evaluations_are_listed_in_their_declared_order() {
+        // Counters are indexed by `Evaluation as usize` in `ALL`'s order.
+        for (i, e) in Evaluation::ALL.iter().enumerate() {
+            assert_eq!(*e as usize, i, "{e:?}");
+        }
+    }
+
+    #[test]
     fn programs_keep_their_places() {
         let p = policy(json!({
             "matchConditions": [{"name": "m", "expression": "object.kind == 'Ingestor'"}],
