@@ -24,7 +24,8 @@ use crate::{
 
 struct CompiledValidation {
     program: Program,
-    /// Its place among the set's distinct boolean expressions (see [`Results`]).
+    /// Its place among the set's distinct boolean expressions (see [`Results`]), given when
+    /// the policy joins a [`PolicySet`].
     slot: usize,
     message: Option<String>,
     message_expression: Option<Program>,
@@ -41,6 +42,7 @@ struct CompiledMutation {
 struct MatchCondition {
     name: String,
     program: Program,
+    /// As [`CompiledValidation::slot`].
     slot: usize,
 }
 
