@@ -93,7 +93,7 @@ struct Node {
     required: Vec<String>,
     min_length: Option<u64>,
     max_length: Option<u64>,
-    pattern: Option<(String, regex::Regex)>,
+    pattern: Option<regex::Regex>,
     date_time: bool,
     minimum: Option<f64>,
     maximum: Option<f64>,
@@ -140,10 +140,7 @@ impl Node {
                 .unwrap_or_default()
         };
         let pattern = match get("pattern").and_then(Value::as_str) {
-            Some(p) => {
-                let re = regex::Regex::new(p).map_err(|e| format!("pattern {p:?}: {e}"))?;
-                Some((p.to_owned(), re))
-            }
+            Some(p) => Some(regex::Regex::new(p).map_err(|e| format!("pattern {p:?}: {e}"))?),
             None => None,
         };
         let mut properties = Vec::new();
@@ -501,9 +498,10 @@ impl<'v> Walker<'_, 'v> {
                 self.push(ErrorKind::Invalid, path, format!("{path}: Invalid value: {s:?}: {path} in body should be at least {min} chars long"));
             }
         }
-        if let Some((p, re)) = &schema.pattern
+        if let Some(re) = &schema.pattern
             && !re.is_match(s)
         {
+            let p = re.as_str();
             self.push(
                 ErrorKind::Invalid,
                 path,

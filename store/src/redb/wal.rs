@@ -46,18 +46,22 @@ pub struct Wal {
     buf: Vec<u8>,
 }
 
-/// Segments are named after the database file and the first revision they may hold.
-fn segment_path(db: &Path, first_revision: u64) -> PathBuf {
+/// The log's files sit beside the database, named after it: `<db>.wal.<suffix>`.
+fn log_file_name(db: &Path, suffix: &str) -> std::ffi::OsString {
     let mut name = db.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".wal.{first_revision:020}"));
-    db.with_file_name(name)
+    name.push(".wal.");
+    name.push(suffix);
+    name
+}
+
+/// Segments are named after the first revision they may hold.
+fn segment_path(db: &Path, first_revision: u64) -> PathBuf {
+    db.with_file_name(log_file_name(db, &format!("{first_revision:020}")))
 }
 
 /// A checkpointed segment kept to be written over as the next one.
 fn spare_path(db: &Path) -> PathBuf {
-    let mut name = db.file_name().unwrap_or_default().to_os_string();
-    name.push(".wal.spare");
-    db.with_file_name(name)
+    db.with_file_name(log_file_name(db, "spare"))
 }
 
 /// The database's segments with their first revisions, oldest first.
@@ -66,9 +70,7 @@ pub fn segments(db: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let mut prefix = db.file_name().unwrap_or_default().to_os_string();
-    prefix.push(".wal.");
-    let prefix = prefix.to_string_lossy().into_owned();
+    let prefix = log_file_name(db, "").to_string_lossy().into_owned();
     let mut found: Vec<(u64, PathBuf)> = Vec::new();
     for entry in fs::read_dir(&dir)? {
         let entry = entry?;
@@ -209,7 +211,8 @@ impl Wal {
     }
 
     /// Appends one group of changes and syncs it: when this returns, they survive a crash.
-    /// On failure the segment is cut back to what it held before.
+    /// On failure the segment's length stays what it was, so the next group is written over
+    /// whatever part of this one reached the file.
     pub fn append<'a>(
         &mut self,
         changes: impl IntoIterator<Item = (u64, &'a str, Option<&'a [u8]>)>,
