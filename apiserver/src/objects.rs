@@ -262,7 +262,7 @@ fn name_part_ok(s: &str) -> bool {
 }
 
 /// Now, as `metav1.Time` writes it (second precision).
-pub(crate) fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     let t = k8s_openapi::jiff::Timestamp::now();
     k8s_openapi::jiff::Timestamp::from_second(t.as_second())
         .map(|t| t.to_string())

@@ -9,7 +9,11 @@ use std::{
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use zen_apiserver::{objects::Naming, server::ApiServer, status::ApiError};
+use zen_apiserver::{
+    objects::{Naming, now_rfc3339},
+    server::ApiServer,
+    status::ApiError,
+};
 
 /// Attempts at a dedup write racing other writers of the same Observation.
 const RETRIES: usize = 5;
@@ -52,18 +56,6 @@ impl From<ApiError> for SinkError {
             },
         }
     }
-}
-
-/// Now, as Kubernetes writes times (RFC 3339, whole seconds).
-pub(crate) fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 /// An RFC 3339 time as Unix seconds.

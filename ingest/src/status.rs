@@ -3,12 +3,10 @@
 //! its mapping could not turn into Observations.
 
 use serde_json::{Value, json};
+use zen_apiserver::objects::now_rfc3339;
 use zen_crds::{Ingestor, IngestorStatus, ingestor::SourceType};
 
-use crate::{
-    endpoint::{Endpoints, Problem, path},
-    sink::now_rfc3339,
-};
+use crate::endpoint::{Endpoints, Problem, path};
 
 /// Where the Ingestor is served from, which decides whether its kubernetesEvents sources
 /// can be: only `serve` has a cluster whose Events it follows.
