@@ -47,6 +47,12 @@ impl MetaError {
     }
 }
 
+/// A string field of `obj`'s metadata. `Value::pointer` would allocate for each step of
+/// its path; this runs on every write.
+pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    obj.get("metadata")?.get(field)?.as_str()
+}
+
 /// Attempts at a create whose name is generated, as kube-apiserver makes them: a name
 /// another object holds is replaced by a new one.
 pub const NAME_ATTEMPTS: usize = 8;

@@ -314,6 +314,15 @@ impl ApiServer {
             .await
     }
 
+    /// `create_object` for a caller that handles a taken name itself: the object comes back
+    /// as [`Created::Taken`] instead of an error, so the caller need not keep a copy to try
+    /// again with.
+    pub async fn try_create_object(&self, plural: &str, ns: &str, obj: Value) -> Result<Created> {
+        let resource = self.served(plural)?;
+        self.create(resource, ns, obj, Naming::Metadata, &Params::default())
+            .await
+    }
+
     /// `create_object` with the names `naming` gives, tried until one is free (at most
     /// [`NAME_ATTEMPTS`]).
     pub async fn create_object_named(
@@ -326,7 +335,8 @@ impl ApiServer {
         let resource = self.served(plural)?;
         let (obj, _) = self
             .create(resource, ns, obj, naming, &Params::default())
-            .await?;
+            .await?
+            .stored(resource)?;
         Ok(obj)
     }
 
@@ -551,7 +561,8 @@ impl ApiServer {
                 let obj = decode_body(&read_body(req).await?, None)?;
                 let (obj, warnings) = self
                     .create(resource, &ns, obj, Naming::Metadata, &params)
-                    .await?;
+                    .await?
+                    .stored(resource)?;
                 Ok(render_one(
                     resource,
                     obj,
@@ -705,7 +716,6 @@ impl ApiServer {
         Ok((items, meta))
     }
 
-    /// The object as stored (or, on a dry run, as it would be) and the schema's warnings.
     async fn create(
         &self,
         resource: &ServedResource,
@@ -713,7 +723,7 @@ impl ApiServer {
         mut obj: Value,
         naming: Naming<'_>,
         params: &Params,
-    ) -> Result<(Value, Vec<String>)> {
+    ) -> Result<Created> {
         check_type(resource, &obj)?;
         let map = obj
             .as_object_mut()
@@ -744,13 +754,11 @@ impl ApiServer {
         );
         let warnings = self.validate(resource, &mut obj, params)?;
         if params.dry_run {
-            return Ok((obj, warnings));
+            return Ok(Created::Stored(obj, warnings));
         }
         let mut attempts = 1;
         loop {
-            let name = obj
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
+            let name = objects::meta_str(&obj, "name")
                 .unwrap_or_default()
                 .to_owned();
             let stored = encode_stored(&mut obj)?;
@@ -762,13 +770,13 @@ impl ApiServer {
             {
                 Ok(rev) => {
                     set_revision(&mut obj, rev);
-                    return Ok((obj, warnings));
+                    return Ok(Created::Stored(obj, warnings));
                 }
                 // Another object holds the generated name: the next name differs only in
                 // its generated part, which validation has already seen the shape of.
                 Err(StoreError::AlreadyExists) if attempts < NAME_ATTEMPTS => {
                     let Some(next) = names.next() else {
-                        return Err(write_error(resource, &name)(StoreError::AlreadyExists));
+                        return Ok(Created::Taken(obj));
                     };
                     if let Some(slot) = obj.pointer_mut("/metadata/name") {
                         *slot = Value::String(next);
@@ -790,16 +798,13 @@ impl ApiServer {
         params: &Params,
     ) -> Result<(Value, Vec<String>)> {
         check_type(resource, &obj)?;
-        let body_name = obj
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let body_name = objects::meta_str(&obj, "name").unwrap_or_default();
         if body_name != name {
             return Err(ApiError::BadRequest(format!(
                 "the name of the object ({body_name}) does not match the name on the URL ({name})"
             )));
         }
-        if let Some(body_ns) = obj.pointer("/metadata/namespace").and_then(Value::as_str)
+        if let Some(body_ns) = objects::meta_str(&obj, "namespace")
             && !body_ns.is_empty()
             && body_ns != ns
         {
@@ -809,10 +814,7 @@ impl ApiServer {
         }
         let current = self.get_object(resource, ns, name).await?;
         let current_rev = revision_of(&current).unwrap_or(0);
-        let expected = match obj
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-        {
+        let expected = match objects::meta_str(&obj, "resourceVersion") {
             Some(rv) if !rv.is_empty() => {
                 let rv: u64 = rv
                     .parse()
@@ -890,15 +892,13 @@ impl ApiServer {
                     }],
                 },
             })?;
-            let explicit = patched
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
+            let explicit = objects::meta_str(&patched, "resourceVersion")
                 .filter(|rv| *rv != current_rev.to_string())
                 .map(str::to_owned);
             if explicit.is_some() {
                 return Err(conflict(resource, name));
             }
-            if patched.pointer("/metadata/name").and_then(Value::as_str) != Some(name) {
+            if objects::meta_str(&patched, "name") != Some(name) {
                 return Err(ApiError::BadRequest(
                     "a patch may not change metadata.name".into(),
                 ));
@@ -935,10 +935,7 @@ impl ApiServer {
         let current = self.get_object(resource, ns, name).await?;
         let rev = revision_of(&current).unwrap_or(0);
         if let Some(uid) = options.uid.as_deref() {
-            let actual = current
-                .pointer("/metadata/uid")
-                .and_then(Value::as_str)
-                .unwrap_or("");
+            let actual = objects::meta_str(&current, "uid").unwrap_or("");
             if uid != actual {
                 return Err(ApiError::Conflict {
                     resource: resource.plural.into(),
@@ -1007,11 +1004,7 @@ impl ApiServer {
         obj: &mut Value,
         params: &Params,
     ) -> Result<Vec<String>> {
-        let name = obj
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
+        let name = objects::meta_str(obj, "name").unwrap_or("").to_owned();
         let mut causes: Vec<Cause> = obj
             .get("metadata")
             .and_then(Value::as_object)
@@ -1043,9 +1036,8 @@ impl ApiServer {
             );
             warnings = result.warnings;
         }
-        if let Some(details) = obj.pointer("/spec/details")
-            && serde_json::to_vec(details).map(|b| b.len()).unwrap_or(0)
-                > zen_crds::observation::MAX_DETAILS_BYTES
+        if let Some(details) = obj.get("spec").and_then(|spec| spec.get("details"))
+            && zen_serving::json::encoded_len(details) > zen_crds::observation::MAX_DETAILS_BYTES
         {
             causes.push(Cause {
                 reason: "FieldValueTooLong".into(),
@@ -1290,6 +1282,28 @@ fn not_found(resource: &ServedResource, name: &str) -> ApiError {
     }
 }
 
+/// What a create did.
+pub enum Created {
+    /// The object as stored (or, on a dry run, as it would be) and the schema's warnings.
+    Stored(Value, Vec<String>),
+    /// Another object holds the name the object was sent with: it comes back defaulted
+    /// and validated, as it would have been stored.
+    Taken(Value),
+}
+
+impl Created {
+    /// The stored object, or the `AlreadyExists` error a client gets for a taken name.
+    fn stored(self, resource: &ServedResource) -> Result<(Value, Vec<String>)> {
+        match self {
+            Created::Stored(obj, warnings) => Ok((obj, warnings)),
+            Created::Taken(obj) => {
+                let name = objects::meta_str(&obj, "name").unwrap_or_default();
+                Err(write_error(resource, name)(StoreError::AlreadyExists))
+            }
+        }
+    }
+}
+
 /// A store error of a write to one named object, as kube-apiserver states it.
 fn write_error<'a>(
     resource: &'a ServedResource,
@@ -1413,9 +1427,7 @@ fn set_revision(obj: &mut Value, revision: u64) {
 }
 
 fn revision_of(obj: &Value) -> Option<u64> {
-    obj.pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .and_then(|s| s.parse().ok())
+    objects::meta_str(obj, "resourceVersion").and_then(|s| s.parse().ok())
 }
 
 fn content_type(output: Output) -> &'static str {

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use zen_apiserver::{
     objects::{Naming, now_rfc3339},
-    server::ApiServer,
+    server::{ApiServer, Created},
     status::ApiError,
 };
 
@@ -177,18 +177,17 @@ impl ApiSink {
             return self.create_stamped(namespace, ingestor, spec).await;
         };
         let name = dedup_name(ingestor, namespace, &key);
-        let obj = observation(json!({"name": name, "namespace": namespace}), spec);
+        let mut obj = observation(json!({"name": name, "namespace": namespace}), spec);
         let mut last = None;
         for _ in 0..RETRIES {
-            match self
+            obj = match self
                 .api
-                .create_object(OBSERVATIONS, namespace, obj.clone())
-                .await
+                .try_create_object(OBSERVATIONS, namespace, obj)
+                .await?
             {
-                Ok(_) => return Ok(Recorded::Created { name }),
-                Err(ApiError::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
+                Created::Stored(..) => return Ok(Recorded::Created { name }),
+                Created::Taken(obj) => obj,
+            };
             // It exists: fold into it if it was seen inside the window, else replace it.
             let mut current = match self.api.get(OBSERVATIONS, namespace, &name).await {
                 Ok(current) => current,

@@ -1,6 +1,6 @@
-//! JSON documents decoded with their UTF-8 checked once as a whole. From a byte slice,
-//! serde_json checks each string on its own, which costs more than one pass over the text;
-//! from a `&str` it checks nothing again.
+//! JSON as the servers read and measure it. Documents are decoded with their UTF-8 checked
+//! once as a whole: from a byte slice, serde_json checks each string on its own, which costs
+//! more than one pass over the text; from a `&str` it checks nothing again.
 
 use serde::de::DeserializeOwned;
 
@@ -11,6 +11,25 @@ pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
         // serde_json then says where the bad bytes are, as it always has.
         Err(_) => serde_json::from_slice(bytes),
     }
+}
+
+/// The length of `value` encoded as JSON, counted without keeping the text: size limits on
+/// parts of an object need no copy of them.
+pub fn encoded_len<T: serde::Serialize + ?Sized>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Counting cannot fail, and serializing a `Value` does not either.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 #[cfg(test)]
@@ -34,5 +53,12 @@ mod tests {
                     .to_string()
             );
         }
+    }
+
+    #[test]
+    fn encoded_len_is_the_length_of_the_text() {
+        let doc = json!({"a": ["é", "tab\t"], "b": {"c": null, "d": 1.5}});
+        assert_eq!(encoded_len(&doc), serde_json::to_vec(&doc).unwrap().len());
+        assert_eq!(encoded_len(&json!({})), 2);
     }
 }

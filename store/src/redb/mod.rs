@@ -47,10 +47,15 @@ const QUEUE: usize = 16 * 1024;
 /// Memory redb may use to cache pages. The OS page cache holds the file anyway; a small
 /// cache keeps the resident set predictable with hundreds of thousands of objects.
 const CACHE_BYTES: usize = 32 * 1024 * 1024;
-/// A checkpoint starts once this many keys are pending, or once the oldest pending write is
-/// this old, whichever comes first.
-const CHECKPOINT_KEYS: usize = 16 * 1024;
-const CHECKPOINT_AGE: Duration = Duration::from_secs(1);
+/// A checkpoint starts once this many keys are pending, once the oldest pending write is
+/// [`CHECKPOINT_AGE`] old, or once writes have paused for [`CHECKPOINT_IDLE`]. Large batches
+/// are what make checkpoints cheap: random keys (dedup names are hashes) dirty a B-tree leaf
+/// each, and the more keys one commit carries, the more of them share a leaf. Measured on
+/// redb alone, 65,536 keys per commit cost 15 µs each against 27 µs at 16,384.
+const CHECKPOINT_KEYS: usize = 64 * 1024;
+const CHECKPOINT_AGE: Duration = Duration::from_secs(5);
+/// A quiet store checkpoints soon, so its memory and log drain between bursts.
+const CHECKPOINT_IDLE: Duration = Duration::from_secs(1);
 /// Keys pending at most: beyond it, writes wait for the running checkpoint, which bounds
 /// memory when redb falls behind.
 const MAX_PENDING_KEYS: usize = 256 * 1024;
@@ -490,10 +495,10 @@ impl Writer {
         loop {
             // Idle with work outstanding: wake to checkpoint it, or to reap a finished one.
             let first = if self.oldest_pending.is_some() || self.checkpoint.is_some() {
-                match rx.recv_timeout(CHECKPOINT_AGE) {
+                match rx.recv_timeout(CHECKPOINT_IDLE) {
                     Ok(first) => first,
                     Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                        self.maybe_checkpoint();
+                        self.maybe_checkpoint(CHECKPOINT_IDLE);
                         continue;
                     }
                     Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
@@ -529,7 +534,7 @@ impl Writer {
                     }
                 }
             }
-            self.maybe_checkpoint();
+            self.maybe_checkpoint(CHECKPOINT_AGE);
         }
         // Closing: everything pending goes into redb, so the next open replays nothing.
         self.finish_checkpoint();
@@ -645,9 +650,9 @@ impl Writer {
         Ok((outcomes, events))
     }
 
-    /// Starts a checkpoint when enough is pending and none runs; when the pending layer is
-    /// full, waits for the running one first.
-    fn maybe_checkpoint(&mut self) {
+    /// Starts a checkpoint when enough is pending, or the oldest pending write is `age` old,
+    /// and none runs; when the pending layer is full, waits for the running one first.
+    fn maybe_checkpoint(&mut self, age: Duration) {
         let active = self.shared.pending().active_len();
         if let Some(running) = &self.checkpoint {
             if active < MAX_PENDING_KEYS && !running.thread.is_finished() {
@@ -655,10 +660,8 @@ impl Writer {
             }
             self.finish_checkpoint();
         }
-        let due = active >= CHECKPOINT_KEYS
-            || self
-                .oldest_pending
-                .is_some_and(|t| t.elapsed() >= CHECKPOINT_AGE);
+        let due =
+            active >= CHECKPOINT_KEYS || self.oldest_pending.is_some_and(|t| t.elapsed() >= age);
         if due {
             self.start_checkpoint();
         }
