@@ -1,6 +1,6 @@
 //! Names of created objects: a generated name another object holds is replaced by the next
 //! one, at most `NAME_ATTEMPTS` times, as kube-apiserver retries `generateName`; a name sent
-//! is never replaced.
+//! is never replaced, and an in-process caller that tries again itself gets its object back.
 
 use std::sync::{
     Arc,
@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use zen_apiserver::{
     metrics::ApiMetrics,
     objects::{NAME_ATTEMPTS, Naming},
-    server::ApiServer,
+    server::{ApiServer, Created},
     status::ApiError,
 };
 
@@ -109,4 +109,49 @@ async fn a_name_sent_is_not_replaced() {
         name.starts_with("gen-") && name.len() == "gen-".len() + 5,
         "{name}"
     );
+}
+
+#[tokio::test]
+async fn a_taken_name_hands_the_object_back_to_try_again_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = api(&dir);
+    let first = api
+        .try_create_object("observations", "t", observation(json!({"name": "dup"})))
+        .await
+        .unwrap();
+    let Created::Stored(stored, _) = first else {
+        panic!("a free name is stored");
+    };
+    let mut again = observation(json!({"name": "dup"}));
+    again["spec"]["title"] = json!("the second");
+    let Created::Taken(back) = api
+        .try_create_object("observations", "t", again)
+        .await
+        .unwrap()
+    else {
+        panic!("a taken name is not stored");
+    };
+    assert_eq!(back["spec"]["title"], "the second");
+    assert_eq!(back["metadata"]["name"], "dup");
+    let current = api.get("observations", "t", "dup").await.unwrap();
+    assert_eq!(current["metadata"]["uid"], stored["metadata"]["uid"]);
+    assert_eq!(
+        current["spec"].get("title"),
+        None,
+        "the first stays as it was"
+    );
+
+    // Once the name is free, the object handed back is stored as it is.
+    api.delete_object("observations", "t", "dup", None)
+        .await
+        .unwrap();
+    let Created::Stored(second, _) = api
+        .try_create_object("observations", "t", back)
+        .await
+        .unwrap()
+    else {
+        panic!("the freed name is stored");
+    };
+    assert_eq!(second["spec"]["title"], "the second");
+    assert_ne!(second["metadata"]["uid"], stored["metadata"]["uid"]);
 }
