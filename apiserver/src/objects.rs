@@ -106,6 +106,14 @@ impl Names<'_> {
     }
 }
 
+/// A new object's `metadata.uid`: a random (version 4) UUID, as kube-apiserver makes them.
+/// Drawn from the thread's generator rather than a system call per object.
+pub fn new_uid() -> String {
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .to_string()
+}
+
 /// `prefix` (trimmed so the result still fits a name, as kube-apiserver trims it) and a
 /// random suffix.
 fn generated_name(prefix: &str) -> String {
@@ -280,6 +288,15 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn uids_are_version_4_uuids_and_differ() {
+        let (a, b) = (new_uid(), new_uid());
+        assert_ne!(a, b);
+        let parsed = uuid::Uuid::parse_str(&a).unwrap();
+        assert_eq!(parsed.get_version_num(), 4);
+        assert_eq!(a, parsed.hyphenated().to_string(), "lowercase, hyphenated");
+    }
 
     fn meta(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap_or_default()

@@ -251,7 +251,7 @@ impl ApiServer {
             let key = Self::key(resource, &ns, &name);
             match current.remove(&(ns.clone(), name.clone())) {
                 None => {
-                    let uid = uuid::Uuid::new_v4().to_string();
+                    let uid = objects::new_uid();
                     let status = obj.get("status").cloned();
                     strategy::prepare_for_create(
                         &mut obj,
@@ -745,7 +745,7 @@ impl ApiServer {
         let names = Names::start(naming, meta);
         map.insert("apiVersion".into(), json!(format!("{API_GROUP}/{VERSION}")));
         map.insert("kind".into(), json!(resource.kind));
-        let uid = uuid::Uuid::new_v4().to_string();
+        let uid = objects::new_uid();
         strategy::prepare_for_create(
             &mut obj,
             resource.kind,

@@ -109,11 +109,11 @@ pub mod shared {
         h.update(path.as_bytes());
         h.update([0]);
         h.update(id.as_bytes());
-        let digest: String = h.finalize()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        ObjectKey::new(RESOURCE, namespace, &digest)
+        ObjectKey::new(
+            RESOURCE,
+            namespace,
+            &crate::pipeline::hex(&h.finalize()[..16]),
+        )
     }
 
     /// The claim's value: until when it holds, in Unix seconds.

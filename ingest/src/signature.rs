@@ -427,7 +427,7 @@ mod tests {
             secret.as_bytes(),
             &[t.as_bytes(), b".", body],
         );
-        let hex: String = sig.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::pipeline::hex(&sig);
         let v = preset(HmacPreset::Stripe, secret);
         let h = headers(&[("stripe-signature", &format!("t={t},v1=00ff,v1={hex}"))]);
         assert!(v.verify(&h, body, None, 1_700_000_010, 300).is_ok());

@@ -59,6 +59,8 @@ const CHECKPOINT_IDLE: Duration = Duration::from_secs(1);
 /// Keys pending at most: beyond it, writes wait for the running checkpoint, which bounds
 /// memory when redb falls behind.
 const MAX_PENDING_KEYS: usize = 256 * 1024;
+/// The nice value of checkpoint threads (see [`lower_priority`]).
+const CHECKPOINT_NICE: i32 = 10;
 
 enum Op {
     Create(ObjectKey, Bytes),
@@ -469,6 +471,19 @@ impl Store for RedbStore {
     }
 }
 
+/// Checkpoints are background work, as compaction is in other databases: the threads that
+/// answer requests go first, and a checkpoint takes the CPU they leave idle. When requests
+/// keep the CPU busy for long, pending keys reach [`MAX_PENDING_KEYS`], writes wait for the
+/// checkpoint, and it gets the CPU. On Linux a thread's nice value is its own.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), CHECKPOINT_NICE)
+    {
+        tracing::debug!(error = %e, "the checkpoint thread keeps its priority");
+    }
+}
+
 /// A checkpoint in progress: the log segments it makes redundant, and its thread.
 struct Checkpoint {
     segments: Vec<PathBuf>,
@@ -692,7 +707,10 @@ impl Writer {
         let (shared, stats, job) = (self.shared.clone(), self.stats.clone(), frozen.clone());
         let thread = std::thread::Builder::new()
             .name("zen-store-checkpoint".into())
-            .spawn(move || checkpoint(&shared, &job, revision, &stats));
+            .spawn(move || {
+                lower_priority();
+                checkpoint(&shared, &job, revision, &stats)
+            });
         match thread {
             Ok(thread) => self.checkpoint = Some(Checkpoint { segments, thread }),
             Err(e) => {
@@ -755,5 +773,27 @@ fn checkpoint(
             tracing::error!(error = %e, "checkpointing the store into redb failed");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn checkpoint_threads_run_at_a_lower_priority() {
+        let nice = std::thread::spawn(|| {
+            super::lower_priority();
+            rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap()
+        })
+        .join()
+        .unwrap();
+        // Unprivileged, a thread can only lower its priority: at least this nice, or more
+        // if the tests already run nicer.
+        assert!(nice >= super::CHECKPOINT_NICE, "nice {nice}");
+        let here = rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+        assert!(
+            here < super::CHECKPOINT_NICE || here == nice,
+            "other threads keep theirs"
+        );
     }
 }
