@@ -14,6 +14,9 @@
 //! from its start: a sync that overwrites blocks the file already has is about half the cost
 //! of one that grows the file, which also commits the file system's journal. Its old frames
 //! beyond the new ones carry older revisions, so they end the segment as a torn frame does.
+//! When there is no spare yet (a new database), one is prepared in the background, filled
+//! with zeros, once the log has grown a fresh segment by [`PREPARE_AFTER`] bytes; the log
+//! then moves onto it (see `Writer::keep_log_in_place`).
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -30,6 +33,13 @@ const HEADER: usize = 8;
 /// Largest frame read back; a length beyond it is a torn or corrupt header.
 const MAX_FRAME: usize = 1 << 30;
 
+/// Bytes a fresh segment grows by before a spare is prepared: a store that writes little
+/// never pays for one.
+pub const PREPARE_AFTER: u64 = 1 << 20;
+/// Bytes of zeros a prepared spare holds: about what the writes between two checkpoints
+/// take at high rates. A segment that needs more grows past it.
+const SPARE_BYTES: u64 = 64 << 20;
+
 /// One write as the log keeps it: the key's new value, or its deletion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
@@ -44,6 +54,8 @@ pub struct Wal {
     path: PathBuf,
     len: u64,
     buf: Vec<u8>,
+    /// Made afresh rather than over the spare: every sync also grows the file.
+    grows: bool,
 }
 
 /// The log's files sit beside the database, named after it: `<db>.wal.<suffix>`.
@@ -180,15 +192,47 @@ impl Wal {
             .write(true)
             .open(&path)?;
         // The segment's name must survive a crash as well as its contents.
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir)?.sync_all()?;
-        }
+        sync_dir(&path)?;
         Ok(Self {
             file,
             path,
             len: 0,
             buf: Vec::new(),
+            grows: !recycled,
         })
+    }
+
+    /// Writes a spare of zeros unless there is one. Slow (it writes [`SPARE_BYTES`]): for a
+    /// background thread. A crash meanwhile leaves a `.wal.spare.new` that is no segment and
+    /// is written over next time.
+    pub fn prepare_spare(db: &Path) -> io::Result<()> {
+        let spare = spare_path(db);
+        if spare.exists() {
+            return Ok(());
+        }
+        let unfinished = db.with_file_name(log_file_name(db, "spare.new"));
+        let file = File::create(&unfinished)?;
+        let zeros = vec![0u8; 1 << 20];
+        let mut at = 0;
+        while at < SPARE_BYTES {
+            file.write_all_at(&zeros, at)?;
+            at += zeros.len() as u64;
+            // Synced a piece at a time, so that the log's own syncs never queue behind the
+            // whole of it.
+            file.sync_data()?;
+        }
+        file.sync_all()?;
+        fs::rename(&unfinished, &spare)?;
+        sync_dir(&spare)
+    }
+
+    /// True for a segment made afresh, whose syncs also grow the file.
+    pub fn grows(&self) -> bool {
+        self.grows
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
     }
 
     pub fn path(&self) -> &Path {
@@ -200,10 +244,17 @@ impl Wal {
         self.len == 0
     }
 
-    /// Disposes of a segment a checkpoint has covered: kept as the spare when there is none.
+    /// Disposes of a segment a checkpoint has covered: kept as the spare when there is none
+    /// or it is larger than the spare, so that the spare is the largest segment to hand.
     pub fn retire(db: &Path, segment: &Path) -> io::Result<()> {
         let spare = spare_path(db);
-        if spare.exists() {
+        let spare_len = match fs::metadata(&spare) {
+            Ok(m) => Some(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let segment_len = fs::metadata(segment)?.len();
+        if spare_len.is_some_and(|len| len >= segment_len) {
             fs::remove_file(segment)
         } else {
             fs::rename(segment, spare)
@@ -245,6 +296,14 @@ impl Wal {
             .and_then(|()| self.file.sync_data())?;
         self.len += self.buf.len() as u64;
         Ok(())
+    }
+}
+
+/// Makes a rename or creation of `path` survive a crash.
+fn sync_dir(path: &Path) -> io::Result<()> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => Ok(()),
     }
 }
 
@@ -324,12 +383,45 @@ mod tests {
         );
         assert_eq!(revisions(&db), [21, 22, 23, 24, 25]);
 
-        // With no spare left, a checkpointed segment becomes the spare; with one, it goes.
+        // With no spare left, a checkpointed segment becomes the spare; with one at least
+        // as large, it goes; a larger one takes the spare's place.
         let next = Wal::create(&db, 26).unwrap();
         assert_eq!(fs::metadata(next.path()).unwrap().len(), 0);
         Wal::retire(&db, new.path()).unwrap();
         Wal::retire(&db, next.path()).unwrap();
         assert!(segments(&db).unwrap().is_empty());
-        assert!(spare_path(&db).exists());
+        assert_eq!(fs::metadata(spare_path(&db)).unwrap().len(), old_len);
+
+        let recycled = Wal::create(&db, 26).unwrap();
+        let fresh = Wal::create(&db, 27).unwrap();
+        Wal::retire(&db, fresh.path()).unwrap();
+        assert_eq!(fs::metadata(spare_path(&db)).unwrap().len(), 0);
+        Wal::retire(&db, recycled.path()).unwrap();
+        assert!(segments(&db).unwrap().is_empty());
+        assert_eq!(
+            fs::metadata(spare_path(&db)).unwrap().len(),
+            old_len,
+            "the larger segment is the spare"
+        );
+    }
+
+    #[test]
+    fn a_prepared_spare_is_taken_by_the_next_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("zen.redb");
+        let first = Wal::create(&db, 1).unwrap();
+        assert!(first.grows(), "a new database has no spare");
+        Wal::prepare_spare(&db).unwrap();
+        assert_eq!(
+            fs::metadata(spare_path(&db)).unwrap().len(),
+            SPARE_BYTES,
+            "filled, so that writes over it do not grow the file"
+        );
+        assert_eq!(segments(&db).unwrap().len(), 1, "a spare is no segment");
+        let mut next = Wal::create(&db, 2).unwrap();
+        assert!(!next.grows());
+        next.append([(2, "a/x/2", Some(&b"two"[..]))]).unwrap();
+        assert_eq!(revisions(&db), [2]);
+        assert_eq!(fs::metadata(next.path()).unwrap().len(), SPARE_BYTES);
     }
 }
