@@ -47,15 +47,14 @@ const QUEUE: usize = 16 * 1024;
 /// Memory redb may use to cache pages. The OS page cache holds the file anyway; a small
 /// cache keeps the resident set predictable with hundreds of thousands of objects.
 const CACHE_BYTES: usize = 32 * 1024 * 1024;
-/// A checkpoint starts once this many keys are pending, once the oldest pending write is
-/// [`CHECKPOINT_AGE`] old, or once writes have paused for [`CHECKPOINT_IDLE`]. Large batches
-/// are what make checkpoints cheap: random keys (dedup names are hashes) dirty a B-tree leaf
-/// each, and the more keys one commit carries, the more of them share a leaf. Measured on
-/// redb alone, 65,536 keys per commit cost 15 µs each against 27 µs at 16,384.
-const CHECKPOINT_KEYS: usize = 64 * 1024;
-const CHECKPOINT_AGE: Duration = Duration::from_secs(5);
-/// A quiet store checkpoints soon, so its memory and log drain between bursts.
-const CHECKPOINT_IDLE: Duration = Duration::from_secs(1);
+/// A checkpoint starts once this many keys are pending, or once the oldest pending write is
+/// this old, whichever comes first. Larger batches make a checkpoint cheaper per key (random
+/// keys, such as dedup names, dirty a B-tree leaf each, and a larger batch shares more
+/// leaves: measured on redb alone, 15 µs per key in commits of 65,536 against 27 µs at
+/// 16,384), but hold more writes in memory and make each commit a larger burst of disk
+/// writes, which the API's list and watch latencies then feel.
+const CHECKPOINT_KEYS: usize = 16 * 1024;
+const CHECKPOINT_AGE: Duration = Duration::from_secs(1);
 /// Keys pending at most: beyond it, writes wait for the running checkpoint, which bounds
 /// memory when redb falls behind.
 const MAX_PENDING_KEYS: usize = 256 * 1024;
@@ -307,20 +306,31 @@ impl RedbStore {
 
     fn list_blocking(&self, prefix: &Prefix, options: &ListOptions) -> Result<ListResult> {
         let (start, end) = prefix.range();
+        let after = options.start_after.as_ref().map(ObjectKey::encode);
+        let limit = options.limit.unwrap_or(usize::MAX);
         // The pending layer and a redb snapshot together: the state at `snapshot`.
         let (pending, snapshot, txn) = {
             let pending = self.shared.pending();
+            let snapshot = pending.revision;
+            let target = options.at_revision.unwrap_or(snapshot);
+            if target > snapshot {
+                return Err(StoreError::FutureRevision {
+                    requested: target,
+                    current: snapshot,
+                });
+            }
+            // Each revision after the target is one change to undo at most (see `window`).
+            let undo = usize::try_from(snapshot - target).unwrap_or(usize::MAX);
+            let live = limit.saturating_add(undo).saturating_add(1);
             let txn = self.shared.db.begin_read().map_err(internal)?;
-            (pending.range(&start, &end), pending.revision, txn)
+            (
+                pending.range(&start, &end, after.as_deref(), live),
+                snapshot,
+                txn,
+            )
         };
         let objects = txn.open_table(OBJECTS).map_err(internal)?;
         let target = options.at_revision.unwrap_or(snapshot);
-        if target > snapshot {
-            return Err(StoreError::FutureRevision {
-                requested: target,
-                current: snapshot,
-            });
-        }
         // Changes between the requested revision and this snapshot, to undo.
         let overlay: Vec<Arc<Event>> = if target < snapshot {
             self.wait_for_hub(snapshot);
@@ -333,15 +343,18 @@ impl RedbStore {
             Vec::new()
         };
 
-        let after = options.start_after.as_ref().map(ObjectKey::encode);
-        let limit = options.limit.unwrap_or(usize::MAX);
         // Undoing can remove at most one item per overlay event, so this many items always
         // leave `limit` (and one to tell whether there are more) after undoing.
         let window = limit.saturating_add(overlay.len()).saturating_add(1);
         let mut page: BTreeMap<String, Versioned> = BTreeMap::new();
         let mut truncated_at: Option<String> = None;
+        // Both sources start after the page's last key: a later page reads no earlier ones.
+        let from = match after.as_deref() {
+            Some(a) if a >= start.as_str() => std::ops::Bound::Excluded(a),
+            _ => std::ops::Bound::Included(start.as_str()),
+        };
         let range = objects
-            .range(start.as_str()..end.as_str())
+            .range::<&str>((from, std::ops::Bound::Excluded(end.as_str())))
             .map_err(internal)?;
         let mut stored = range.map(|entry| {
             entry
@@ -517,10 +530,10 @@ impl Writer {
         loop {
             // Idle with work outstanding: wake to checkpoint it, or to reap a finished one.
             let first = if self.oldest_pending.is_some() || self.checkpoint.is_some() {
-                match rx.recv_timeout(CHECKPOINT_IDLE) {
+                match rx.recv_timeout(CHECKPOINT_AGE) {
                     Ok(first) => first,
                     Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                        self.maybe_checkpoint(CHECKPOINT_IDLE);
+                        self.maybe_checkpoint();
                         continue;
                     }
                     Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
@@ -557,7 +570,7 @@ impl Writer {
                     }
                 }
             }
-            self.maybe_checkpoint(CHECKPOINT_AGE);
+            self.maybe_checkpoint();
         }
         // Closing: everything pending goes into redb, so the next open replays nothing.
         if let Some(preparing) = self.preparing.take() {
@@ -733,9 +746,9 @@ impl Writer {
         }
     }
 
-    /// Starts a checkpoint when enough is pending, or the oldest pending write is `age` old,
-    /// and none runs; when the pending layer is full, waits for the running one first.
-    fn maybe_checkpoint(&mut self, age: Duration) {
+    /// Starts a checkpoint when enough is pending and none runs; when the pending layer is
+    /// full, waits for the running one first.
+    fn maybe_checkpoint(&mut self) {
         let active = self.shared.pending().active_len();
         if let Some(running) = &self.checkpoint {
             if active < MAX_PENDING_KEYS && !running.thread.is_finished() {
@@ -743,8 +756,10 @@ impl Writer {
             }
             self.finish_checkpoint();
         }
-        let due =
-            active >= CHECKPOINT_KEYS || self.oldest_pending.is_some_and(|t| t.elapsed() >= age);
+        let due = active >= CHECKPOINT_KEYS
+            || self
+                .oldest_pending
+                .is_some_and(|t| t.elapsed() >= CHECKPOINT_AGE);
         if due {
             self.start_checkpoint();
         }

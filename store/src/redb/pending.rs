@@ -31,18 +31,42 @@ impl Pending {
         self.active.get(key).or_else(|| self.frozen.get(key))
     }
 
-    /// The pending states of keys in `[start, end)`, newest generation winning.
-    pub fn range(&self, start: &str, end: &str) -> BTreeMap<String, Entry> {
-        let mut out: BTreeMap<String, Entry> = self
-            .frozen
-            .range::<str, _>((Bound::Included(start), Bound::Excluded(end)))
+    /// The pending states of keys in `[start, end)` after `after`, in key order, newest
+    /// generation winning, up to the `live`-th that is not a deletion. A page of at most
+    /// `live` items merged from these and redb holds no key beyond the last of them, so a
+    /// list copies (under the pending lock) what its page can use, not every pending key.
+    pub fn range(
+        &self,
+        start: &str,
+        end: &str,
+        after: Option<&str>,
+        live: usize,
+    ) -> Vec<(String, Entry)> {
+        let from = match after {
+            Some(a) if a >= start => Bound::Excluded(a),
+            _ => Bound::Included(start),
+        };
+        let bounds = (from, Bound::Excluded(end));
+        let mut frozen = self.frozen.range::<str, _>(bounds).peekable();
+        let mut active = self.active.range::<str, _>(bounds).peekable();
+        let mut out = Vec::new();
+        let mut found = 0;
+        while found < live {
+            let (k, v) = match (frozen.peek(), active.peek()) {
+                (None, None) => break,
+                (Some((fk, _)), Some((ak, _))) if fk < ak => frozen.next(),
+                (Some((fk, _)), Some((ak, _))) if fk == ak => {
+                    frozen.next();
+                    active.next()
+                }
+                (_, Some(_)) => active.next(),
+                (Some(_), None) => frozen.next(),
+            }
             .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        out.extend(
-            self.active
-                .range::<str, _>((Bound::Included(start), Bound::Excluded(end)))
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
+            .unwrap_or_default();
+            found += usize::from(v.is_some());
+            out.push((k, v));
+        }
         out
     }
 
@@ -73,5 +97,74 @@ impl Pending {
         for (k, v) in frozen.iter() {
             self.active.entry(k.clone()).or_insert_with(|| v.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn put(p: &mut Pending, key: &str, value: &str, revision: u64) {
+        let v = Versioned {
+            value: Bytes::from(value.to_owned()),
+            mod_revision: revision,
+        };
+        p.apply(key.into(), Some(v), revision);
+    }
+
+    fn shown(range: &[(String, Entry)]) -> Vec<(String, Option<String>)> {
+        range
+            .iter()
+            .map(|(k, v)| {
+                let v = v
+                    .as_ref()
+                    .map(|v| String::from_utf8_lossy(&v.value).into_owned());
+                (k.clone(), v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ranges_merge_generations_and_stop_after_enough_live_keys() {
+        let mut p = Pending::new(0);
+        put(&mut p, "a/1", "old", 1);
+        put(&mut p, "a/2", "two", 2);
+        put(&mut p, "a/4", "four", 3);
+        p.freeze();
+        put(&mut p, "a/1", "new", 4);
+        p.apply("a/3".into(), None, 5);
+        put(&mut p, "a/5", "five", 6);
+        put(&mut p, "b/1", "other prefix", 7);
+
+        let all = p.range("a/", "a0", None, usize::MAX);
+        let want = |items: &[(&str, Option<&str>)]| -> Vec<(String, Option<String>)> {
+            items
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.map(str::to_owned)))
+                .collect()
+        };
+        assert_eq!(
+            shown(&all),
+            want(&[
+                ("a/1", Some("new")),
+                ("a/2", Some("two")),
+                ("a/3", None),
+                ("a/4", Some("four")),
+                ("a/5", Some("five")),
+            ]),
+            "the newer generation wins, deletions included"
+        );
+        // Two live keys, and the deletion between them and the third.
+        assert_eq!(
+            shown(&p.range("a/", "a0", None, 2)),
+            want(&[("a/1", Some("new")), ("a/2", Some("two"))])
+        );
+        assert_eq!(
+            shown(&p.range("a/", "a0", Some("a/2"), 1)),
+            want(&[("a/3", None), ("a/4", Some("four"))])
+        );
+        assert!(p.range("a/", "a0", Some("a/5"), 10).is_empty());
     }
 }
