@@ -14,6 +14,7 @@ mod wal;
 
 use std::{
     collections::BTreeMap,
+    ops::Bound,
     path::{Path, PathBuf},
     sync::{
         Arc, RwLock,
@@ -308,8 +309,19 @@ impl RedbStore {
         let (start, end) = prefix.range();
         let after = options.start_after.as_ref().map(ObjectKey::encode);
         let limit = options.limit.unwrap_or(usize::MAX);
+        // Both sources start after the page's last key: a later page reads no earlier ones.
+        // A key past the prefix (a continue token is the client's to send) leaves an empty
+        // range, which the B-trees would refuse if it ran backwards.
+        let bounds = (
+            match after.as_deref() {
+                Some(a) if a >= end.as_str() => Bound::Included(end.as_str()),
+                Some(a) if a >= start.as_str() => Bound::Excluded(a),
+                _ => Bound::Included(start.as_str()),
+            },
+            Bound::Excluded(end.as_str()),
+        );
         // The pending layer and a redb snapshot together: the state at `snapshot`.
-        let (pending, snapshot, txn) = {
+        let (pending, snapshot, target, txn) = {
             let pending = self.shared.pending();
             let snapshot = pending.revision;
             let target = options.at_revision.unwrap_or(snapshot);
@@ -323,14 +335,9 @@ impl RedbStore {
             let undo = usize::try_from(snapshot - target).unwrap_or(usize::MAX);
             let live = limit.saturating_add(undo).saturating_add(1);
             let txn = self.shared.db.begin_read().map_err(internal)?;
-            (
-                pending.range(&start, &end, after.as_deref(), live),
-                snapshot,
-                txn,
-            )
+            (pending.range(bounds, live), snapshot, target, txn)
         };
         let objects = txn.open_table(OBJECTS).map_err(internal)?;
-        let target = options.at_revision.unwrap_or(snapshot);
         // Changes between the requested revision and this snapshot, to undo.
         let overlay: Vec<Arc<Event>> = if target < snapshot {
             self.wait_for_hub(snapshot);
@@ -348,14 +355,7 @@ impl RedbStore {
         let window = limit.saturating_add(overlay.len()).saturating_add(1);
         let mut page: BTreeMap<String, Versioned> = BTreeMap::new();
         let mut truncated_at: Option<String> = None;
-        // Both sources start after the page's last key: a later page reads no earlier ones.
-        let from = match after.as_deref() {
-            Some(a) if a >= start.as_str() => std::ops::Bound::Excluded(a),
-            _ => std::ops::Bound::Included(start.as_str()),
-        };
-        let range = objects
-            .range::<&str>((from, std::ops::Bound::Excluded(end.as_str())))
-            .map_err(internal)?;
+        let range = objects.range::<&str>(bounds).map_err(internal)?;
         let mut stored = range.map(|entry| {
             entry
                 .map_err(internal)
@@ -381,9 +381,6 @@ impl RedbStore {
                 (None, Some(_)) => pending.next().unwrap_or_default(),
             };
             let Some(v) = entry else { continue };
-            if after.as_deref().is_some_and(|a| k.as_str() <= a) {
-                continue;
-            }
             if page.len() == window {
                 truncated_at = page.keys().next_back().cloned();
                 break;
@@ -862,6 +859,34 @@ fn checkpoint(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A list continued after a key outside its prefix, before or beyond it, reads the
+    /// prefix from its start or finds nothing, with or without pending writes.
+    #[tokio::test]
+    async fn a_list_continued_outside_its_prefix_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("db")).unwrap();
+        for name in ["a", "b"] {
+            let key = ObjectKey::new("observations", "ns", name);
+            store.create(key, Bytes::from_static(b"{}")).await.unwrap();
+        }
+        let list = |after: ObjectKey| {
+            let options = ListOptions {
+                start_after: Some(after),
+                ..ListOptions::default()
+            };
+            store.list(Prefix::new("observations", Some("ns")), options)
+        };
+        let beyond = list(ObjectKey::new("zzz", "ns", "x")).await.unwrap();
+        assert!(beyond.items.is_empty() && !beyond.more);
+        let at_end = list(ObjectKey::new("observations", "ns0", ""))
+            .await
+            .unwrap();
+        assert!(at_end.items.is_empty());
+        let before = list(ObjectKey::new("aaa", "ns", "x")).await.unwrap();
+        let names: Vec<_> = before.items.iter().map(|(k, _)| k.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+    }
 
     /// A new database's log grows its first segment until a prepared spare is ready, then
     /// goes on over the spare; the two segments replay as one log.

@@ -31,22 +31,11 @@ impl Pending {
         self.active.get(key).or_else(|| self.frozen.get(key))
     }
 
-    /// The pending states of keys in `[start, end)` after `after`, in key order, newest
-    /// generation winning, up to the `live`-th that is not a deletion. A page of at most
-    /// `live` items merged from these and redb holds no key beyond the last of them, so a
-    /// list copies (under the pending lock) what its page can use, not every pending key.
-    pub fn range(
-        &self,
-        start: &str,
-        end: &str,
-        after: Option<&str>,
-        live: usize,
-    ) -> Vec<(String, Entry)> {
-        let from = match after {
-            Some(a) if a >= start => Bound::Excluded(a),
-            _ => Bound::Included(start),
-        };
-        let bounds = (from, Bound::Excluded(end));
+    /// The pending states of keys within `bounds`, in key order, newest generation winning,
+    /// up to the `live`-th that is not a deletion. A page of at most `live` items merged
+    /// from these and redb holds no key beyond the last of them, so a list copies (under the
+    /// pending lock) what its page can use, not every pending key.
+    pub fn range(&self, bounds: (Bound<&str>, Bound<&str>), live: usize) -> Vec<(String, Entry)> {
         let mut frozen = self.frozen.range::<str, _>(bounds).peekable();
         let mut active = self.active.range::<str, _>(bounds).peekable();
         let mut out = Vec::new();
@@ -138,7 +127,9 @@ mod tests {
         put(&mut p, "a/5", "five", 6);
         put(&mut p, "b/1", "other prefix", 7);
 
-        let all = p.range("a/", "a0", None, usize::MAX);
+        let prefix = (Bound::Included("a/"), Bound::Excluded("a0"));
+        let after = |key| (Bound::Excluded(key), Bound::Excluded("a0"));
+        let all = p.range(prefix, usize::MAX);
         let want = |items: &[(&str, Option<&str>)]| -> Vec<(String, Option<String>)> {
             items
                 .iter()
@@ -158,13 +149,13 @@ mod tests {
         );
         // Two live keys, and the deletion between them and the third.
         assert_eq!(
-            shown(&p.range("a/", "a0", None, 2)),
+            shown(&p.range(prefix, 2)),
             want(&[("a/1", Some("new")), ("a/2", Some("two"))])
         );
         assert_eq!(
-            shown(&p.range("a/", "a0", Some("a/2"), 1)),
+            shown(&p.range(after("a/2"), 1)),
             want(&[("a/3", None), ("a/4", Some("four"))])
         );
-        assert!(p.range("a/", "a0", Some("a/5"), 10).is_empty());
+        assert!(p.range(after("a/5"), 10).is_empty());
     }
 }
