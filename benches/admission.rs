@@ -2,9 +2,9 @@
 //!
 //! Runs the real `zen-watcher dev` binary with 20 generated IngestorPolicies in its
 //! `--config-dir` (50 CEL expressions: 20 match conditions, 20 validations, 5 message
-//! expressions, 5 mutations; some with a namespaceSelector) and, in this process, a baseline:
-//! a TLS server with the same certificates and client authentication that answers every
-//! review with the exact bytes zen-watcher answered it with. Both are measured in the same run
+//! expressions, 5 mutations; some with a namespaceSelector) and, in a process of its own, a
+//! baseline (`echo/`): a TLS server with the same certificates and client authentication
+//! that answers every review with the exact bytes zen-watcher answered it with. Both are measured in the same run
 //! with the same clients (hyper HTTP/1.1 keep-alive over rustls) and the report gives ratios,
 //! because these machines are noisy.
 //!
@@ -19,12 +19,12 @@
 //!
 //! Results go to stdout as a Markdown table.
 
+mod echo;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::{
     collections::BTreeMap,
-    convert::Infallible,
     fmt::Write as _,
     path::Path,
     sync::{
@@ -35,10 +35,10 @@ use std::{
 };
 
 use bytes::Bytes;
+use echo::{Echo, EchoSpec};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use support::{DevServer, client::Client};
-use tokio::net::TcpListener;
 use zen_admission::{Admission, Mode, StaticCluster};
 
 const CONNECTIONS: usize = 32;
@@ -208,46 +208,6 @@ fn request(path: &str, body: Bytes) -> http::Request<Full<Bytes>> {
         .header("accept", "application/json")
         .body(Full::new(body))
         .expect("request")
-}
-
-fn pem(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// The baseline: the dev server's certificates and client authentication, answering each
-/// webhook path with the bytes zen-watcher answered it with.
-async fn start_echo(data: &Path, answers: BTreeMap<String, Bytes>) -> u16 {
-    let pki = data.join("pki");
-    let server = zen_certs::tls::mutual_tls_server(
-        &pem(&pki.join("tls.crt")),
-        &pem(&pki.join("tls.key")),
-        &pem(&pki.join("ca.crt")),
-    )
-    .expect("server config");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let answers = Arc::new(answers);
-    let service = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let answers = answers.clone();
-        async move {
-            let answer = answers.get(req.uri().path()).cloned().unwrap_or_default();
-            let _ = req.into_body().collect().await;
-            let mut resp = http::Response::new(zen_serving::full(answer));
-            resp.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-            Ok::<_, Infallible>(resp)
-        }
-    });
-    tokio::spawn(zen_serving::serve_tls(
-        listener,
-        Arc::new(server),
-        service,
-        zen_serving::ServerOptions::default(),
-        std::future::pending(),
-    ));
-    port
 }
 
 async fn post(client: &Client, path: &str, body: Bytes) -> (u16, Bytes) {
@@ -478,6 +438,7 @@ fn ms(d: Duration) -> String {
 }
 
 fn main() {
+    echo::serve_if_asked();
     // `cargo bench` passes --bench; nothing else to parse.
     match std::env::var("ZEN_BENCH_HANDLE_ONLY").as_deref() {
         Ok("validate") => return handle_only(Mode::Validate),
@@ -570,8 +531,21 @@ async fn run() {
         }
         answers.insert(path.to_owned(), answer);
     }
-    let echo_port = start_echo(&data, answers.clone()).await;
-    let echo = Client::admin_of(&data, echo_port);
+    let (cert_pem, key_pem, ca_pem) = echo::dev_pki(&data);
+    let echo_server = Echo::start(&EchoSpec {
+        cert_pem,
+        key_pem,
+        client_ca_pem: Some(ca_pem),
+        status: 200,
+        answers: answers
+            .iter()
+            .map(|(path, answer)| {
+                let text = String::from_utf8(answer.to_vec()).expect("a JSON answer");
+                (path.clone(), text)
+            })
+            .collect(),
+    });
+    let echo = Client::admin_of(&data, echo_server.port);
 
     let mut rows: Vec<[String; 4]> = Vec::new();
     let mut verdicts = Vec::new();

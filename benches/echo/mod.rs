@@ -1,0 +1,140 @@
+//! The benchmarks' baseline: a TLS server that answers each path with fixed bytes, run as a
+//! process of its own, as zen-watcher is. Served from the clients' own runtime, it would skip
+//! what every cross-process request pays (a wakeup of another process's threads on each side)
+//! and a ratio would count that against zen-watcher's code.
+//!
+//! The benchmark binary serves it itself: [`serve_if_asked`] at the top of `main` turns a
+//! process started by [`Echo::start`] into the echo server.
+
+use std::{
+    collections::BTreeMap,
+    convert::Infallible,
+    io::{BufRead, BufReader, Read},
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::Arc,
+};
+
+use http_body_util::BodyExt;
+use serde::{Deserialize, Serialize};
+
+const SPEC_VAR: &str = "ZEN_BENCH_ECHO";
+
+/// What the echo serves: the serving certificate and key, the CA client certificates must
+/// chain to (none: no client authentication), a status, and an answer per path (`""` for
+/// any other path).
+#[derive(Serialize, Deserialize)]
+pub struct EchoSpec {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub client_ca_pem: Option<String>,
+    pub status: u16,
+    pub answers: BTreeMap<String, String>,
+}
+
+/// A running echo process, stopped on drop.
+pub struct Echo {
+    child: Child,
+    pub port: u16,
+}
+
+impl Echo {
+    pub fn start(spec: &EchoSpec) -> Self {
+        let exe = std::env::current_exe().expect("benchmark executable");
+        let mut child = Command::new(exe)
+            .env(SPEC_VAR, serde_json::to_string(spec).expect("spec"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("echo process");
+        let stdout = child.stdout.take().expect("echo stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("echo port");
+        let port = line.trim().parse().expect("echo port line");
+        Self { child, port }
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// In a process started by [`Echo::start`], serves the echo until the benchmark goes away;
+/// elsewhere returns at once.
+pub fn serve_if_asked() {
+    let Ok(spec) = std::env::var(SPEC_VAR) else {
+        return;
+    };
+    let spec: EchoSpec = serde_json::from_str(&spec).expect("echo spec");
+    // The benchmark holds our stdin: when it ends, so do we.
+    std::thread::spawn(|| {
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        std::process::exit(0);
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(serve(spec));
+    std::process::exit(0);
+}
+
+async fn serve(spec: EchoSpec) {
+    let key = zen_certs::tls::certified_key(&spec.cert_pem, &spec.key_pem, "echo").expect("key");
+    let config = match &spec.client_ca_pem {
+        Some(ca) => zen_certs::tls::mutual_tls_server(&spec.cert_pem, &spec.key_pem, ca),
+        None => zen_certs::tls::server_config(zen_certs::tls::ServingCert::new(key), None),
+    }
+    .expect("TLS config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    println!("{}", listener.local_addr().expect("addr").port());
+    let status = http::StatusCode::from_u16(spec.status).expect("status");
+    let answers: Arc<BTreeMap<String, bytes::Bytes>> = Arc::new(
+        spec.answers
+            .into_iter()
+            .map(|(path, body)| (path, bytes::Bytes::from(body)))
+            .collect(),
+    );
+    let service = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let answers = answers.clone();
+        async move {
+            let answer = answers
+                .get(req.uri().path())
+                .or_else(|| answers.get(""))
+                .cloned()
+                .unwrap_or_default();
+            let _ = req.into_body().collect().await;
+            let mut resp = http::Response::new(zen_serving::full(answer));
+            *resp.status_mut() = status;
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    zen_serving::serve_tls(
+        listener,
+        Arc::new(config),
+        service,
+        zen_serving::ServerOptions::default(),
+        std::future::pending(),
+    )
+    .await;
+}
+
+/// The dev server's serving certificate and key under `data`, and its CA.
+pub fn dev_pki(data: &Path) -> (String, String, String) {
+    let read = |f: &str| {
+        let path = data.join("pki").join(f);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    (read("tls.crt"), read("tls.key"), read("ca.crt"))
+}
