@@ -4,9 +4,10 @@
 //! Group commit: every write waits until it is durable, but writes arriving while a sync is
 //! in flight share the next one, so throughput grows with concurrency instead of being
 //! capped at one sync per write. A group is durable once the write-ahead log ([`wal`]) has
-//! it; the writes then live in memory ([`pending`]) over redb until a checkpoint thread
-//! copies thousands at a time into one durable redb commit. A redb commit rewrites a few
-//! pages per key plus a fixed set per commit, so this costs far less than a commit per group.
+//! it; the writes are then pending ([`pending`]: their values in memory while there is room,
+//! else their places in the log) over redb until a checkpoint thread copies tens of
+//! thousands at a time into one durable redb commit. A redb commit rewrites a few pages per
+//! key plus a fixed set per commit, so this costs far less than a commit per group.
 
 mod keys;
 mod pending;
@@ -30,7 +31,7 @@ use tokio::sync::oneshot;
 
 use self::{
     keys::Keys,
-    pending::{Entry, Pending},
+    pending::{Entry, Pended, Pending},
 };
 use crate::{
     BoxFuture, ListOptions, ListResult, ObjectKey, Prefix, Result, Store, StoreError, Versioned,
@@ -48,14 +49,19 @@ const QUEUE: usize = 16 * 1024;
 /// Memory redb may use to cache pages. The OS page cache holds the file anyway; a small
 /// cache keeps the resident set predictable with hundreds of thousands of objects.
 const CACHE_BYTES: usize = 32 * 1024 * 1024;
-/// A checkpoint starts once this many keys are pending, or once the oldest pending write is
-/// this old, whichever comes first. Larger batches make a checkpoint cheaper per key (random
-/// keys, such as dedup names, dirty a B-tree leaf each, and a larger batch shares more
-/// leaves: measured on redb alone, 15 µs per key in commits of 65,536 against 27 µs at
-/// 16,384), but hold more writes in memory and make each commit a larger burst of disk
-/// writes, which the API's list and watch latencies then feel.
-const CHECKPOINT_KEYS: usize = 16 * 1024;
-const CHECKPOINT_AGE: Duration = Duration::from_secs(1);
+/// A checkpoint starts once this many keys are pending, once the oldest pending write is
+/// [`CHECKPOINT_AGE`] old, or once writes have paused for [`CHECKPOINT_IDLE`], whichever
+/// comes first. Larger batches make a checkpoint cheaper per key: random keys, such as
+/// dedup names, dirty a B-tree leaf each, and a larger batch shares more leaves (measured on
+/// redb alone: 17 µs per key in commits of 65,536, 24 µs at 32,768, 25 µs at 16,384). The
+/// pending layer holds the values of a large batch mostly as places in the log, so it costs
+/// little memory.
+const CHECKPOINT_KEYS: usize = 64 * 1024;
+/// Bounds how much log a restart replays.
+const CHECKPOINT_AGE: Duration = Duration::from_secs(5);
+/// A pause is when a checkpoint costs nothing that requests wait for; a large one running
+/// when the next burst comes would hold up that burst's log syncs with its own.
+const CHECKPOINT_IDLE: Duration = Duration::from_millis(100);
 /// Keys pending at most: beyond it, writes wait for the running checkpoint, which bounds
 /// memory when redb falls behind.
 const MAX_PENDING_KEYS: usize = 256 * 1024;
@@ -109,8 +115,9 @@ impl Shared {
     fn current(&self, flat: &str) -> Result<Option<Versioned>> {
         let txn = {
             let pending = self.pending();
-            if let Some(entry) = pending.lookup(flat) {
-                return Ok(entry.clone());
+            if let Some(entry) = pending.lookup(flat).cloned() {
+                drop(pending);
+                return read_logged(entry.as_ref());
             }
             self.db.begin_read().map_err(internal)?
         };
@@ -131,6 +138,14 @@ fn existing_keys(db: &Database) -> Result<Keys> {
     Ok(keys)
 }
 
+/// A pending state as the store's callers see it, read back from the log.
+fn read_logged(entry: Option<&Pended>) -> Result<Option<Versioned>> {
+    entry
+        .map(Pended::read)
+        .transpose()
+        .map_err(|e| StoreError::Unavailable(format!("reading the write-ahead log: {e}")))
+}
+
 /// A stored row as the store's callers see it.
 fn versioned((mod_revision, bytes): (u64, &[u8])) -> Versioned {
     Versioned {
@@ -141,16 +156,19 @@ fn versioned((mod_revision, bytes): (u64, &[u8])) -> Versioned {
 
 /// Writes keys' states (a revision and value, or `None` for gone) into redb within `txn`,
 /// and the revision the store then stands at.
-fn write_states<'a>(
+fn write_states<'a, V: AsRef<[u8]>>(
     txn: &::redb::WriteTransaction,
-    states: impl IntoIterator<Item = (&'a str, Option<(u64, &'a [u8])>)>,
+    states: impl IntoIterator<Item = Result<(&'a str, Option<(u64, V)>)>>,
     revision: u64,
 ) -> Result<()> {
     let mut objects = txn.open_table(OBJECTS).map_err(internal)?;
-    for (key, state) in states {
+    for state in states {
+        let (key, state) = state?;
         match state {
-            Some(row) => {
-                objects.insert(key, row).map_err(internal)?;
+            Some((mod_revision, value)) => {
+                objects
+                    .insert(key, (mod_revision, value.as_ref()))
+                    .map_err(internal)?;
             }
             None => {
                 objects.remove(key).map_err(internal)?;
@@ -231,7 +249,7 @@ impl RedbStore {
             let revision = later.last().map_or(checkpointed, |c| c.revision);
             let states = later.iter().map(|c| {
                 let row = c.value.as_ref().map(|v| (c.revision, &v[..]));
-                (c.key.as_str(), row)
+                Ok((c.key.as_str(), row))
             });
             write_states(&txn, states, revision)?;
             txn.commit().map_err(internal)?;
@@ -337,6 +355,11 @@ impl RedbStore {
             let txn = self.shared.db.begin_read().map_err(internal)?;
             (pending.range(bounds, live), snapshot, target, txn)
         };
+        // Read back from the log without the pending layer held.
+        let pending = pending
+            .into_iter()
+            .map(|(k, entry)| Ok((k, read_logged(entry.as_ref())?)))
+            .collect::<Result<Vec<_>>>()?;
         let objects = txn.open_table(OBJECTS).map_err(internal)?;
         // Changes between the requested revision and this snapshot, to undo.
         let overlay: Vec<Arc<Event>> = if target < snapshot {
@@ -498,7 +521,7 @@ fn lower_priority() {
 
 /// A checkpoint in progress: the log segments it makes redundant, and its thread.
 struct Checkpoint {
-    segments: Vec<PathBuf>,
+    segments: Vec<wal::Segment>,
     thread: std::thread::JoinHandle<bool>,
 }
 
@@ -514,8 +537,8 @@ struct Writer {
     oldest_pending: Option<Instant>,
     checkpoint: Option<Checkpoint>,
     /// Segments before the current one that no checkpoint has covered yet (those of failed
-    /// checkpoints, and ones the log moved off); deleted once a later one covers them.
-    retained: Vec<PathBuf>,
+    /// checkpoints, and ones the log moved off); retired once a later one covers them.
+    retained: Vec<wal::Segment>,
     /// The thread preparing a spare for the log to move onto, and whether one may be
     /// prepared at all (not again after a failure).
     preparing: Option<std::thread::JoinHandle<bool>>,
@@ -527,10 +550,10 @@ impl Writer {
         loop {
             // Idle with work outstanding: wake to checkpoint it, or to reap a finished one.
             let first = if self.oldest_pending.is_some() || self.checkpoint.is_some() {
-                match rx.recv_timeout(CHECKPOINT_AGE) {
+                match rx.recv_timeout(CHECKPOINT_IDLE) {
                     Ok(first) => first,
                     Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                        self.maybe_checkpoint();
+                        self.checkpoint_when_idle();
                         continue;
                     }
                     Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
@@ -591,9 +614,9 @@ impl Writer {
         let mut outcomes = Vec::with_capacity(ops.len());
         let mut events = Vec::new();
         // This group's own changes, which later ops in it must see.
-        let mut changed: BTreeMap<String, Entry> = BTreeMap::new();
+        let mut changed: BTreeMap<String, Option<Versioned>> = BTreeMap::new();
         // Each change, its revision, and whether it created its key.
-        let mut changes: Vec<(String, Entry, u64, bool)> = Vec::new();
+        let mut changes: Vec<(String, Option<Versioned>, u64, bool)> = Vec::new();
         for op in ops {
             let (key, value, expected, create) = match op {
                 Op::Create(k, v) => (k, Some(v), None, true),
@@ -659,7 +682,8 @@ impl Writer {
         if changes.is_empty() {
             return Ok((outcomes, events));
         }
-        self.log
+        let places = self
+            .log
             .append(
                 changes
                     .iter()
@@ -668,13 +692,16 @@ impl Writer {
             .map_err(|e| StoreError::Unavailable(format!("writing the write-ahead log: {e}")))?;
         {
             let mut pending = self.shared.pending_mut();
-            for (k, e, rev, created) in changes {
+            for ((k, e, rev, created), at) in changes.into_iter().zip(places) {
                 match (&e, created) {
                     (Some(_), true) => self.keys.added(&k),
                     (None, _) => self.keys.removed(&k),
                     (Some(_), false) => {}
                 }
-                pending.apply(k, e, rev);
+                match e.zip(at) {
+                    Some((v, at)) => pending.put(k, rev, v.value, at),
+                    None => pending.delete(k, rev),
+                }
             }
         }
         self.oldest_pending.get_or_insert_with(Instant::now);
@@ -731,7 +758,7 @@ impl Writer {
                 match wal::Wal::create(&self.db_path, self.revision + 1) {
                     Ok(log) => {
                         let left = std::mem::replace(&mut self.log, log);
-                        self.retained.push(left.path().to_path_buf());
+                        self.retained.push(left.segment());
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "moving the write-ahead log onto its spare failed; it goes on where it is");
@@ -740,6 +767,20 @@ impl Writer {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Writes have paused: whatever is pending goes into redb now rather than at its age.
+    fn checkpoint_when_idle(&mut self) {
+        if self
+            .checkpoint
+            .as_ref()
+            .is_some_and(|c| c.thread.is_finished())
+        {
+            self.finish_checkpoint();
+        }
+        if self.checkpoint.is_none() && self.oldest_pending.is_some() {
+            self.start_checkpoint();
         }
     }
 
@@ -777,7 +818,7 @@ impl Writer {
                     return;
                 }
             };
-            segments.push(std::mem::replace(&mut self.log, log).path().to_path_buf());
+            segments.push(std::mem::replace(&mut self.log, log).segment());
         }
         let (frozen, revision) = {
             let mut pending = self.shared.pending_mut();
@@ -809,12 +850,14 @@ impl Writer {
         }
     }
 
-    fn finished(&mut self, ok: bool, segments: Vec<PathBuf>) {
+    fn finished(&mut self, ok: bool, segments: Vec<wal::Segment>) {
         if ok {
+            // Thawed first: then only readers that found a value before hold a segment.
             self.shared.pending_mut().thaw();
             for s in segments {
-                if let Err(e) = wal::Wal::retire(&self.db_path, &s) {
-                    tracing::warn!(segment = %s.display(), error = %e, "disposing of a checkpointed log segment failed");
+                let path = s.path().to_path_buf();
+                if let Err(e) = s.retire(&self.db_path) {
+                    tracing::warn!(segment = %path.display(), error = %e, "disposing of a checkpointed log segment failed");
                 }
             }
         } else {
@@ -838,8 +881,8 @@ fn checkpoint(
     let write = || -> Result<()> {
         let txn = shared.db.begin_write().map_err(internal)?;
         let states = frozen.iter().map(|(key, entry)| {
-            let row = entry.as_ref().map(|v| (v.mod_revision, &v.value[..]));
-            (key.as_str(), row)
+            let row = read_logged(entry.as_ref())?.map(|v| (v.mod_revision, v.value));
+            Ok((key.as_str(), row))
         });
         write_states(&txn, states, revision)?;
         txn.commit().map_err(internal)

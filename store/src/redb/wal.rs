@@ -23,6 +23,7 @@ use std::{
     io::{self, Read},
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use bytes::Bytes;
@@ -50,12 +51,57 @@ pub struct Change {
 
 /// The segment being appended to.
 pub struct Wal {
-    file: File,
+    file: Arc<File>,
     path: PathBuf,
     len: u64,
     buf: Vec<u8>,
     /// Made afresh rather than over the spare: every sync also grows the file.
     grows: bool,
+}
+
+/// A segment's file, shared with the pending values that sit in it (see [`Located`]).
+pub struct Segment {
+    path: PathBuf,
+    file: Arc<File>,
+}
+
+impl Segment {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Disposes of a segment a checkpoint has covered (see [`Wal::retire`]). Once the
+    /// checkpoint's generation is dropped no new reader can find a value here, but one that
+    /// found one before may still hold the file: then the segment is deleted (its reads go
+    /// on from the unlinked file), never kept as the spare, which is written over.
+    pub fn retire(self, db: &Path) -> io::Result<()> {
+        let Self { path, file } = self;
+        let in_use = Arc::strong_count(&file) > 1;
+        drop(file);
+        if in_use {
+            fs::remove_file(&path)
+        } else {
+            Wal::retire(db, &path)
+        }
+    }
+}
+
+/// Where one value sits in a segment: the pending layer keeps this instead of the value, so
+/// what it holds in memory grows with the number of keys, not with their bytes, and a
+/// checkpoint can take many keys at once. Reads come back from the page cache, as a rule.
+#[derive(Debug, Clone)]
+pub struct Located {
+    file: Arc<File>,
+    offset: u64,
+    len: u32,
+}
+
+impl Located {
+    pub fn read(&self) -> io::Result<Bytes> {
+        let mut value = vec![0; self.len as usize];
+        self.file.read_exact_at(&mut value, self.offset)?;
+        Ok(Bytes::from(value))
+    }
 }
 
 /// The log's files sit beside the database, named after it: `<db>.wal.<suffix>`.
@@ -189,12 +235,13 @@ impl Wal {
         let file = OpenOptions::new()
             .create(true)
             .truncate(!recycled)
+            .read(true)
             .write(true)
             .open(&path)?;
         // The segment's name must survive a crash as well as its contents.
         sync_dir(&path)?;
         Ok(Self {
-            file,
+            file: Arc::new(file),
             path,
             len: 0,
             buf: Vec::new(),
@@ -235,8 +282,17 @@ impl Wal {
         self.len
     }
 
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The segment, to retire once a checkpoint covers it.
+    pub fn segment(&self) -> Segment {
+        Segment {
+            path: self.path.clone(),
+            file: self.file.clone(),
+        }
     }
 
     /// True while no group has been appended.
@@ -262,23 +318,30 @@ impl Wal {
     }
 
     /// Appends one group of changes and syncs it: when this returns, they survive a crash.
-    /// On failure the segment's length stays what it was, so the next group is written over
-    /// whatever part of this one reached the file.
+    /// Returns where each put's value now sits. On failure the segment's length stays what
+    /// it was, so the next group is written over whatever part of this one reached the file.
     pub fn append<'a>(
         &mut self,
         changes: impl IntoIterator<Item = (u64, &'a str, Option<&'a [u8]>)>,
-    ) -> io::Result<()> {
+    ) -> io::Result<Vec<Option<Located>>> {
         self.buf.clear();
         self.buf.extend_from_slice(&[0; HEADER]);
+        let mut places = Vec::new();
         for (revision, key, value) in changes {
             self.buf.extend_from_slice(&revision.to_le_bytes());
             self.buf.push(if value.is_some() { PUT } else { DELETE });
             push_len(&mut self.buf, key.len())?;
             self.buf.extend_from_slice(key.as_bytes());
-            if let Some(v) = value {
-                push_len(&mut self.buf, v.len())?;
-                self.buf.extend_from_slice(v);
-            }
+            places.push(match value {
+                Some(v) => {
+                    push_len(&mut self.buf, v.len())?;
+                    let at = self.buf.len();
+                    self.buf.extend_from_slice(v);
+                    // push_len checked that the length fits.
+                    Some((at as u64, v.len() as u32))
+                }
+                None => None,
+            });
         }
         let payload_len = self.buf.len() - HEADER;
         if payload_len > MAX_FRAME {
@@ -294,8 +357,18 @@ impl Wal {
         self.file
             .write_all_at(&self.buf, self.len)
             .and_then(|()| self.file.sync_data())?;
+        let start = self.len;
         self.len += self.buf.len() as u64;
-        Ok(())
+        Ok(places
+            .into_iter()
+            .map(|place| {
+                place.map(|(at, len)| Located {
+                    file: self.file.clone(),
+                    offset: start + at,
+                    len,
+                })
+            })
+            .collect())
     }
 }
 
@@ -403,6 +476,38 @@ mod tests {
             old_len,
             "the larger segment is the spare"
         );
+    }
+
+    #[test]
+    fn a_segment_a_reader_still_holds_is_deleted_not_written_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("zen.redb");
+        let mut held = Wal::create(&db, 1).unwrap();
+        let places = held
+            .append([(1, "a/x/1", Some(&b"one"[..])), (2, "a/x/2", None)])
+            .unwrap();
+        assert!(places[1].is_none(), "a deletion has no value to read");
+        let one = places[0].clone().unwrap();
+        assert_eq!(one.read().unwrap(), &b"one"[..]);
+        let segment = held.segment();
+        drop(held);
+        segment.retire(&db).unwrap();
+        assert!(
+            !spare_path(&db).exists(),
+            "a spare is written over, and the reader would see its new frames"
+        );
+        assert_eq!(
+            one.read().unwrap(),
+            &b"one"[..],
+            "read from the unlinked file"
+        );
+
+        let mut free = Wal::create(&db, 3).unwrap();
+        drop(free.append([(3, "a/x/3", Some(&b"three"[..]))]).unwrap());
+        let segment = free.segment();
+        drop(free);
+        segment.retire(&db).unwrap();
+        assert!(spare_path(&db).exists(), "no reader: kept as the spare");
     }
 
     #[test]
