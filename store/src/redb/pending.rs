@@ -109,14 +109,16 @@ impl Pending {
         out
     }
 
-    /// A durable put: `value` is kept in memory while there is room, else read back from
-    /// `at` when asked for.
-    pub fn put(&mut self, key: String, revision: u64, value: Bytes, at: Located) {
-        let place = if self.held_active + self.held_frozen + value.len() <= HELD_BYTES {
-            self.held_active += value.len();
-            Place::Held(value)
-        } else {
-            Place::Logged(at)
+    /// A durable put: `value` is kept in memory while there is room (or when the log gave
+    /// it no place), else read back from `at` when asked for.
+    pub fn put(&mut self, key: String, revision: u64, value: Bytes, at: Option<Located>) {
+        let room = self.held_active + self.held_frozen + value.len() <= HELD_BYTES;
+        let place = match at {
+            Some(at) if !room => Place::Logged(at),
+            _ => {
+                self.held_active += value.len();
+                Place::Held(value)
+            }
         };
         let entry = Pended {
             mod_revision: revision,
@@ -131,9 +133,15 @@ impl Pending {
 
     fn set(&mut self, key: String, entry: Entry, revision: u64) {
         if let Some(Some(old)) = self.active.insert(key, entry) {
-            self.held_active -= old.held();
+            self.held_active = self.held_active.saturating_sub(old.held());
         }
         self.revision = revision;
+    }
+
+    /// Value bytes kept in memory by both generations.
+    #[cfg(test)]
+    pub fn held_bytes(&self) -> usize {
+        self.held_active + self.held_frozen
     }
 
     pub fn active_len(&self) -> usize {
@@ -184,7 +192,8 @@ mod tests {
                 .0
                 .append([(revision, key, Some(value.as_bytes()))])
                 .unwrap();
-            let at = at.into_iter().flatten().next().unwrap();
+            let at = at.into_iter().next().unwrap();
+            assert!(at.is_some(), "a put has a place in the log");
             p.put(key.into(), revision, Bytes::from(value.to_owned()), at);
         }
     }
