@@ -4,9 +4,9 @@
 //! `--config-dir` (50 CEL expressions: 20 match conditions, 20 validations, 5 message
 //! expressions, 5 mutations; some with a namespaceSelector) and, in a process of its own, a
 //! baseline (`echo/`): a TLS server with the same certificates and client authentication
-//! that answers every review with the exact bytes zen-watcher answered it with. Both are measured in the same run
-//! with the same clients (hyper HTTP/1.1 keep-alive over rustls) and the report gives ratios,
-//! because these machines are noisy.
+//! that answers every review with the exact bytes zen-watcher answered it with. Both are
+//! measured in the same run with the same clients (hyper HTTP/1.1 keep-alive over rustls) and
+//! the report gives ratios, because these machines are noisy.
 //!
 //! Measured for `POST /admission/validate` and `POST /admission/mutate` of a CREATE of a
 //! valid Ingestor that every policy allows (the mutating webhook answers with a patch):

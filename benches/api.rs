@@ -1,19 +1,19 @@
 //! End-to-end benchmark of the aggregated API (`cargo bench --bench api`).
 //!
-//! Runs the real `zen-watcher dev` binary and, in this process, a baseline: a TLS server with
-//! the same certificates and client authentication that answers every request with a fixed
-//! body. Both are measured in the same run over the same kind of connections, and the report
+//! Runs the real `zen-watcher dev` binary and, in a process of its own, a baseline (`echo/`):
+//! a TLS server with the same certificates and client authentication that answers every
+//! request with a fixed body. Both are measured in the same run over the same kind of connections, and the report
 //! gives ratios, because these machines are noisy. Results go to stdout as a Markdown table.
 //!
 //! `ZEN_TEST_STORE=etcd cargo bench --bench api` runs the same on a real etcd, and adds etcd's
 //! own throughput for the same guarded create transaction from as many connections: the
 //! ceiling of the etcd store.
 
+mod echo;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::{
-    convert::Infallible,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -22,31 +22,9 @@ use std::{
 };
 
 use bytes::Bytes;
+use echo::{Echo, EchoSpec};
 use http_body_util::{BodyExt, Full};
 use support::{DevServer, client::Client};
-use tokio::net::TcpListener;
-
-/// The dev server's certificates, served by the baseline too.
-struct Tls {
-    server: Arc<rustls::ServerConfig>,
-}
-
-fn pem(path: &std::path::Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn tls(data: &std::path::Path) -> Tls {
-    let pki = data.join("pki");
-    let server = zen_certs::tls::mutual_tls_server(
-        &pem(&pki.join("tls.crt")),
-        &pem(&pki.join("tls.key")),
-        &pem(&pki.join("ca.crt")),
-    )
-    .expect("server config");
-    Tls {
-        server: Arc::new(server),
-    }
-}
 
 fn request(method: &str, path: &str, accept: &str, body: Bytes) -> http::Request<Full<Bytes>> {
     http::Request::builder()
@@ -59,25 +37,20 @@ fn request(method: &str, path: &str, accept: &str, body: Bytes) -> http::Request
         .expect("request")
 }
 
-/// The baseline: same TLS, a fixed answer.
-async fn start_echo(tls: &Tls, answer: Bytes) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let service = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let answer = answer.clone();
-        async move {
-            let _ = req.into_body().collect().await;
-            Ok::<_, Infallible>(http::Response::new(zen_serving::full(answer)))
-        }
-    });
-    tokio::spawn(zen_serving::serve_tls(
-        listener,
-        tls.server.clone(),
-        service,
-        zen_serving::ServerOptions::default(),
-        std::future::pending(),
-    ));
-    port
+/// The baseline: the dev server's certificates and client authentication, a fixed answer.
+fn start_echo(data: &std::path::Path, answer: Bytes) -> Echo {
+    let (cert_pem, key_pem, ca_pem) = echo::dev_pki(data);
+    Echo::start(&EchoSpec {
+        cert_pem,
+        key_pem,
+        client_ca_pem: Some(ca_pem),
+        status: 200,
+        answers: [(
+            String::new(),
+            String::from_utf8(answer.to_vec()).expect("a text answer"),
+        )]
+        .into(),
+    })
 }
 
 fn observation(i: u64) -> Bytes {
@@ -266,6 +239,7 @@ fn rss_mb(pid: u32) -> f64 {
 }
 
 fn main() {
+    echo::serve_if_asked();
     // `cargo bench` passes --bench; nothing else to parse.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -279,10 +253,9 @@ async fn run() {
     let data = dir.path().join("data");
     let server = DevServer::start(&data, &[]);
     let pid = server.pid();
-    let tls = tls(&data);
-    let echo_created = start_echo(&tls, observation(0)).await;
+    let echo_created = start_echo(&data, observation(0));
     let api = Client::admin(&data, server.secure_port);
-    let echo = Client::admin_of(&data, echo_created);
+    let echo = Client::admin_of(&data, echo_created.port);
     let counter = Arc::new(AtomicU64::new(0));
     let mut rows: Vec<(String, String, String, String)> = Vec::new();
 
@@ -296,8 +269,9 @@ async fn run() {
     let table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
     let count_all = stored(&api).await;
     let (list, size) = get_latencies(&api, &format!("{OBS}?limit=10000"), table, 20).await;
-    let echo_list = start_echo(&tls, Bytes::from(vec![b' '; size])).await;
-    let (echo_lat, _) = get_latencies(&Client::admin_of(&data, echo_list), "/", table, 20).await;
+    let echo_list = start_echo(&data, Bytes::from(vec![b' '; size]));
+    let (echo_lat, _) =
+        get_latencies(&Client::admin_of(&data, echo_list.port), "/", table, 20).await;
     rows.push((
         format!(
             "list 10,000 of {count_all} Observations as a Table ({} KiB), p50 / p99",

@@ -9,7 +9,7 @@
 use std::{
     collections::BTreeMap,
     convert::Infallible,
-    io::{BufRead, BufReader, Read},
+    io::{BufRead, BufReader, Read, Write},
     path::Path,
     process::{Child, Command, Stdio},
     sync::Arc,
@@ -18,7 +18,9 @@ use std::{
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 
-const SPEC_VAR: &str = "ZEN_BENCH_ECHO";
+/// Set for the echo process, which reads its [`EchoSpec`] as the first line of its stdin (an
+/// answer may be megabytes, too long for the environment).
+const ECHO_VAR: &str = "ZEN_BENCH_ECHO";
 
 /// What the echo serves: the serving certificate and key, the CA client certificates must
 /// chain to (none: no client authentication), a status, and an answer per path (`""` for
@@ -42,11 +44,19 @@ impl Echo {
     pub fn start(spec: &EchoSpec) -> Self {
         let exe = std::env::current_exe().expect("benchmark executable");
         let mut child = Command::new(exe)
-            .env(SPEC_VAR, serde_json::to_string(spec).expect("spec"))
+            .env(ECHO_VAR, "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .expect("echo process");
+        let mut line = serde_json::to_vec(spec).expect("spec");
+        line.push(b'\n');
+        child
+            .stdin
+            .as_mut()
+            .expect("echo stdin")
+            .write_all(&line)
+            .expect("echo spec");
         let stdout = child.stdout.take().expect("echo stdout");
         let mut line = String::new();
         BufReader::new(stdout)
@@ -67,13 +77,16 @@ impl Drop for Echo {
 /// In a process started by [`Echo::start`], serves the echo until the benchmark goes away;
 /// elsewhere returns at once.
 pub fn serve_if_asked() {
-    let Ok(spec) = std::env::var(SPEC_VAR) else {
+    if std::env::var_os(ECHO_VAR).is_none() {
         return;
-    };
-    let spec: EchoSpec = serde_json::from_str(&spec).expect("echo spec");
+    }
+    let mut stdin = BufReader::new(std::io::stdin());
+    let mut line = String::new();
+    stdin.read_line(&mut line).expect("echo spec");
+    let spec: EchoSpec = serde_json::from_str(&line).expect("echo spec");
     // The benchmark holds our stdin: when it ends, so do we.
-    std::thread::spawn(|| {
-        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    std::thread::spawn(move || {
+        let _ = stdin.read_to_end(&mut Vec::new());
         std::process::exit(0);
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -85,12 +98,14 @@ pub fn serve_if_asked() {
 }
 
 async fn serve(spec: EchoSpec) {
-    let key = zen_certs::tls::certified_key(&spec.cert_pem, &spec.key_pem, "echo").expect("key");
-    let config = match &spec.client_ca_pem {
-        Some(ca) => zen_certs::tls::mutual_tls_server(&spec.cert_pem, &spec.key_pem, ca),
-        None => zen_certs::tls::server_config(zen_certs::tls::ServingCert::new(key), None),
-    }
-    .expect("TLS config");
+    let config =
+        match &spec.client_ca_pem {
+            Some(ca) => zen_certs::tls::mutual_tls_server(&spec.cert_pem, &spec.key_pem, ca),
+            None => zen_certs::tls::certified_key(&spec.cert_pem, &spec.key_pem, "echo").and_then(
+                |key| zen_certs::tls::server_config(zen_certs::tls::ServingCert::new(key), None),
+            ),
+        }
+        .expect("TLS config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -117,7 +117,7 @@ impl Shared {
             let pending = self.pending();
             if let Some(entry) = pending.lookup(flat).cloned() {
                 drop(pending);
-                return read_logged(entry.as_ref());
+                return read_pending(entry.as_ref());
             }
             self.db.begin_read().map_err(internal)?
         };
@@ -138,8 +138,9 @@ fn existing_keys(db: &Database) -> Result<Keys> {
     Ok(keys)
 }
 
-/// A pending state as the store's callers see it, read back from the log.
-fn read_logged(entry: Option<&Pended>) -> Result<Option<Versioned>> {
+/// A pending state as the store's callers see it: its value, read back from the log where it
+/// is not held.
+fn read_pending(entry: Option<&Pended>) -> Result<Option<Versioned>> {
     entry
         .map(Pended::read)
         .transpose()
@@ -358,7 +359,7 @@ impl RedbStore {
         // Read back from the log without the pending layer held.
         let pending = pending
             .into_iter()
-            .map(|(k, entry)| Ok((k, read_logged(entry.as_ref())?)))
+            .map(|(k, entry)| Ok((k, read_pending(entry.as_ref())?)))
             .collect::<Result<Vec<_>>>()?;
         let objects = txn.open_table(OBJECTS).map_err(internal)?;
         // Changes between the requested revision and this snapshot, to undo.
@@ -553,7 +554,7 @@ impl Writer {
                 match rx.recv_timeout(CHECKPOINT_IDLE) {
                     Ok(first) => first,
                     Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                        self.checkpoint_when_idle();
+                        self.maybe_checkpoint(true);
                         continue;
                     }
                     Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
@@ -590,7 +591,7 @@ impl Writer {
                     }
                 }
             }
-            self.maybe_checkpoint();
+            self.maybe_checkpoint(false);
         }
         // Closing: everything pending goes into redb, so the next open replays nothing.
         if let Some(preparing) = self.preparing.take() {
@@ -770,23 +771,9 @@ impl Writer {
         }
     }
 
-    /// Writes have paused: whatever is pending goes into redb now rather than at its age.
-    fn checkpoint_when_idle(&mut self) {
-        if self
-            .checkpoint
-            .as_ref()
-            .is_some_and(|c| c.thread.is_finished())
-        {
-            self.finish_checkpoint();
-        }
-        if self.checkpoint.is_none() && self.oldest_pending.is_some() {
-            self.start_checkpoint();
-        }
-    }
-
-    /// Starts a checkpoint when enough is pending and none runs; when the pending layer is
-    /// full, waits for the running one first.
-    fn maybe_checkpoint(&mut self) {
+    /// Starts a checkpoint when enough is pending (anything, when writes have paused: `idle`)
+    /// and none runs; when the pending layer is full, waits for the running one first.
+    fn maybe_checkpoint(&mut self, idle: bool) {
         let active = self.shared.pending().active_len();
         if let Some(running) = &self.checkpoint {
             if active < MAX_PENDING_KEYS && !running.thread.is_finished() {
@@ -797,7 +784,7 @@ impl Writer {
         let due = active >= CHECKPOINT_KEYS
             || self
                 .oldest_pending
-                .is_some_and(|t| t.elapsed() >= CHECKPOINT_AGE);
+                .is_some_and(|t| idle || t.elapsed() >= CHECKPOINT_AGE);
         if due {
             self.start_checkpoint();
         }
@@ -881,7 +868,7 @@ fn checkpoint(
     let write = || -> Result<()> {
         let txn = shared.db.begin_write().map_err(internal)?;
         let states = frozen.iter().map(|(key, entry)| {
-            let row = read_logged(entry.as_ref())?.map(|v| (v.mod_revision, v.value));
+            let row = read_pending(entry.as_ref())?.map(|v| (v.mod_revision, v.value));
             Ok((key.as_str(), row))
         });
         write_states(&txn, states, revision)?;

@@ -86,9 +86,10 @@ impl Segment {
     }
 }
 
-/// Where one value sits in a segment: the pending layer keeps this instead of the value, so
-/// what it holds in memory grows with the number of keys, not with their bytes, and a
-/// checkpoint can take many keys at once. Reads come back from the page cache, as a rule.
+/// Where one value sits in a segment: the pending layer keeps this instead of the value once
+/// its memory budget is spent, so what it holds grows with the number of keys, not with their
+/// bytes, and a checkpoint can take many keys at once. Reads come back from the page cache,
+/// as a rule.
 #[derive(Debug, Clone)]
 pub struct Located {
     file: Arc<File>,
