@@ -41,6 +41,10 @@ use serde_json::{Value, json};
 use support::{DevServer, client::Client};
 use zen_admission::{Admission, Mode, StaticCluster};
 
+/// The server's allocator, so that the in-process figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CONNECTIONS: usize = 32;
 const SECONDS: u64 = 5;
 /// Alternating measurements of the baseline and zen-watcher, per webhook.

@@ -133,7 +133,13 @@ impl Checker {
             return out;
         }
         if let Some(rules) = &schema.rules {
-            walk_rules(rules, object, &mut String::new(), budget, &mut out.errors);
+            let mut walk = RuleWalk {
+                vars: Variables::new(),
+                field: String::new(),
+                budget,
+                errors: &mut out.errors,
+            };
+            walk.node(rules, object);
         }
         if !out.errors.is_empty() {
             return out;
@@ -243,54 +249,63 @@ fn collect_rules(schema: &Value, at: &str) -> Result<Option<RuleNode>, String> {
     }))
 }
 
-/// Evaluates the rules along `value`, as kube-apiserver does for present values only.
-/// `field` (the object's path) is extended in place and restored.
-fn walk_rules(
-    node: &RuleNode,
-    value: &Value,
-    field: &mut String,
-    budget: &mut Budget,
-    errors: &mut Vec<String>,
-) {
-    if !node.rules.is_empty() {
-        let mut vars = Variables::new();
-        vars.set("self", value);
+/// A walk evaluating a schema's rules along an object, as kube-apiserver does for present
+/// values only: `self` is bound to each value in turn, over variables that are otherwise empty.
+struct RuleWalk<'w> {
+    vars: Variables<'static>,
+    /// The path of the value the walk is at, extended in place and restored.
+    field: String,
+    budget: &'w mut Budget,
+    errors: &'w mut Vec<String>,
+}
+
+impl RuleWalk<'_> {
+    fn node(&mut self, node: &RuleNode, value: &Value) {
         for rule in &node.rules {
-            let failure = match rule.program.evaluate_bool(&vars, budget) {
-                Ok(true) => continue,
-                Ok(false) => rule.message.clone(),
-                Err(e) => format!(
-                    "rule {:?} could not be evaluated: {e}",
-                    rule.program.source()
-                ),
-            };
-            let path = format!("{field}{}", rule.field_path.as_deref().unwrap_or_default());
+            let failure =
+                match rule
+                    .program
+                    .evaluate_bool_with(&self.vars, "self", value, self.budget)
+                {
+                    Ok(true) => continue,
+                    Ok(false) => rule.message.clone(),
+                    Err(e) => format!(
+                        "rule {:?} could not be evaluated: {e}",
+                        rule.program.source()
+                    ),
+                };
+            let path = format!(
+                "{}{}",
+                self.field,
+                rule.field_path.as_deref().unwrap_or_default()
+            );
             let path = path.trim_start_matches('.');
             let path = if path.is_empty() { "<root>" } else { path };
-            errors.push(format!("{path}: Invalid value: {failure}"));
+            self.errors
+                .push(format!("{path}: Invalid value: {failure}"));
         }
-    }
-    let len = field.len();
-    match value {
-        Value::Object(map) => {
-            for (name, sub) in &node.properties {
-                if let Some(v) = map.get(name) {
-                    field.push('.');
-                    field.push_str(name);
-                    walk_rules(sub, v, field, budget, errors);
-                    field.truncate(len);
+        let len = self.field.len();
+        match value {
+            Value::Object(map) => {
+                for (name, sub) in &node.properties {
+                    if let Some(v) = map.get(name) {
+                        self.field.push('.');
+                        self.field.push_str(name);
+                        self.node(sub, v);
+                        self.field.truncate(len);
+                    }
                 }
             }
-        }
-        Value::Array(elements) => {
-            if let Some(sub) = &node.items {
-                for (i, v) in elements.iter().enumerate() {
-                    let _ = write!(field, "[{i}]");
-                    walk_rules(sub, v, field, budget, errors);
-                    field.truncate(len);
+            Value::Array(elements) => {
+                if let Some(sub) = &node.items {
+                    for (i, v) in elements.iter().enumerate() {
+                        let _ = write!(self.field, "[{i}]");
+                        self.node(sub, v);
+                        self.field.truncate(len);
+                    }
                 }
             }
+            _ => {}
         }
-        _ => {}
     }
 }

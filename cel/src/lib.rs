@@ -64,28 +64,44 @@ impl Program {
         if let Some(v) = self.direct(vars, Some((name, value)), budget, |v| v.to_json()) {
             return Ok(v);
         }
-        let mut scope = vars.context().new_inner_scope();
-        scope.add_variable_as_val(name, from_json(value));
-        let value = budget::run(budget, || cel::Value::resolve(&self.expr, &scope))?;
-        to_json(&value)
+        to_json(&self.interpret_with(vars, name, value, budget)?)
     }
 
     /// Evaluates to a boolean; anything else is an error.
     pub fn evaluate_bool(&self, vars: &Variables, budget: &mut Budget) -> Result<bool, EvalError> {
-        let boolean = |v| match v {
-            direct::Val::Bool(b) => Ok(b),
-            _ => Err(direct::Unknown),
-        };
-        if let Some(b) = self.direct(vars, None, budget, boolean) {
+        if let Some(b) = self.direct(vars, None, budget, direct_bool) {
             return Ok(b);
         }
-        match budget::run(budget, || cel::Value::resolve(&self.expr, vars.context()))? {
-            cel::Value::Bool(b) => Ok(b),
-            other => Err(EvalError::Type {
-                want: "bool",
-                got: other.type_of().to_string(),
-            }),
+        boolean(budget::run(budget, || {
+            cel::Value::resolve(&self.expr, vars.context())
+        })?)
+    }
+
+    /// [`evaluate_bool`](Self::evaluate_bool) with one more variable bound, as
+    /// [`evaluate_with`](Self::evaluate_with) binds it.
+    pub fn evaluate_bool_with(
+        &self,
+        vars: &Variables,
+        name: &str,
+        value: &Json,
+        budget: &mut Budget,
+    ) -> Result<bool, EvalError> {
+        if let Some(b) = self.direct(vars, Some((name, value)), budget, direct_bool) {
+            return Ok(b);
         }
+        boolean(self.interpret_with(vars, name, value, budget)?)
+    }
+
+    fn interpret_with(
+        &self,
+        vars: &Variables,
+        name: &str,
+        value: &Json,
+        budget: &mut Budget,
+    ) -> Result<cel::Value, EvalError> {
+        let mut scope = vars.context().new_inner_scope();
+        scope.add_variable_as_val(name, from_json(value));
+        budget::run(budget, || cel::Value::resolve(&self.expr, &scope))
     }
 
     /// Evaluates with the interpreter only: the reference the direct evaluation agrees
@@ -116,6 +132,23 @@ impl Program {
     }
 }
 
+fn direct_bool(v: direct::Val<'_>) -> Result<bool, direct::Unknown> {
+    match v {
+        direct::Val::Bool(b) => Ok(b),
+        _ => Err(direct::Unknown),
+    }
+}
+
+fn boolean(v: cel::Value) -> Result<bool, EvalError> {
+    match v {
+        cel::Value::Bool(b) => Ok(b),
+        other => Err(EvalError::Type {
+            want: "bool",
+            got: other.type_of().to_string(),
+        }),
+    }
+}
+
 /// Why a compiled expression could not be evaluated.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EvalError {
@@ -138,7 +171,7 @@ pub struct CompileError(pub String);
 /// evaluated against them: read in place by direct evaluation, converted for the
 /// interpreter once, on its first use.
 pub struct Variables<'a> {
-    values: Vec<(String, Cow<'a, Json>)>,
+    values: Vec<(&'static str, Cow<'a, Json>)>,
     context: OnceCell<cel::Context<'static, 'static>>,
 }
 
@@ -160,25 +193,25 @@ impl<'a> Variables<'a> {
     }
 
     /// Binds `name` to a JSON value, borrowed.
-    pub fn set(&mut self, name: &str, value: &'a Json) {
+    pub fn set(&mut self, name: &'static str, value: &'a Json) {
         self.bind(name, Cow::Borrowed(value));
     }
 
     /// Binds `name` to a JSON value the variables keep.
-    pub fn set_owned(&mut self, name: &str, value: Json) {
+    pub fn set_owned(&mut self, name: &'static str, value: Json) {
         self.bind(name, Cow::Owned(value));
     }
 
-    fn bind(&mut self, name: &str, value: Cow<'a, Json>) {
-        self.values.retain(|(n, _)| n != name);
-        self.values.push((name.to_owned(), value));
+    fn bind(&mut self, name: &'static str, value: Cow<'a, Json>) {
+        self.values.retain(|(n, _)| *n != name);
+        self.values.push((name, value));
         self.context = OnceCell::new();
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&Json> {
         self.values
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| *n == name)
             .map(|(_, v)| v.as_ref())
     }
 
@@ -188,7 +221,7 @@ impl<'a> Variables<'a> {
             let mut context = cel::Context::with_env(ENV.clone());
             budget::install(&mut context);
             for (name, value) in &self.values {
-                context.add_variable_as_val(name.as_str(), from_json(value));
+                context.add_variable_as_val(*name, from_json(value));
             }
             context
         })
@@ -340,6 +373,54 @@ mod tests {
                 .evaluate(&v, &mut Budget::default()),
             Ok(json!(true))
         );
+    }
+
+    /// Comprehension variables are resolved when lowering, by their place in the scope: an
+    /// inner one shadows an outer one of the same name, an inner body still sees the outer
+    /// ones, and a binding of the caller's (`self`) stays below them all.
+    #[test]
+    fn comprehension_variables_resolve_as_the_interpreter_does() {
+        let v = vars(json!({"l": [1, 2, 3], "m": {"a": [1], "b": [2, 2]}}));
+        let element = json!({"n": 2, "items": [2, 4]});
+        for (e, want) in [
+            ("payload.l.all(x, [7].all(x, x == 7))", json!(true)),
+            (
+                "payload.l.exists(x, [x].all(y, y == x) && x == 3)",
+                json!(true),
+            ),
+            (
+                "payload.l.map(x, payload.l.filter(y, y < x).size())",
+                json!([0, 1, 2]),
+            ),
+            (
+                "payload.m.all(k, payload.m[k].all(x, x == size(k) || x == 2))",
+                json!(true),
+            ),
+            ("payload.l.map(x, x * self.n)", json!([2, 4, 6])),
+            (
+                "self.items.all(i, i % self.n == 0) && [self].exists(self, self.n == 2)",
+                json!(true),
+            ),
+        ] {
+            let p = compile(e).unwrap();
+            assert!(p.is_direct(), "{e}");
+            let (mut direct, mut reference) = (Budget::default(), Budget::default());
+            assert_eq!(
+                p.evaluate_with(&v, "self", &element, &mut direct),
+                Ok(want),
+                "{e}"
+            );
+            let mut scope = v.context().new_inner_scope();
+            scope.add_variable_as_val("self", from_json(&element));
+            let interpreted = budget::run(&mut reference, || cel::Value::resolve(&p.expr, &scope))
+                .and_then(|r| to_json(&r));
+            assert_eq!(
+                p.evaluate_with(&v, "self", &element, &mut Budget::default()),
+                interpreted,
+                "{e}"
+            );
+            assert_eq!(direct.spent(), reference.spent(), "{e}");
+        }
     }
 
     #[test]

@@ -81,7 +81,7 @@ struct Node {
     nullable: bool,
     preserve_unknown: bool,
     /// `type`, when the schema gives one.
-    ty: Option<String>,
+    ty: Option<JsonType>,
     enumeration: Option<Vec<Value>>,
     min_items: Option<u64>,
     max_items: Option<u64>,
@@ -169,7 +169,12 @@ impl Node {
         Ok(Node {
             nullable: flag("nullable"),
             preserve_unknown: flag("x-kubernetes-preserve-unknown-fields"),
-            ty: get("type").and_then(Value::as_str).map(str::to_owned),
+            ty: match get("type").and_then(Value::as_str) {
+                Some(name) => {
+                    Some(JsonType::named(name).ok_or_else(|| format!("unknown type {name:?}"))?)
+                }
+                None => None,
+            },
             enumeration: get("enum").and_then(Value::as_array).cloned(),
             min_items: uint("minItems"),
             max_items: uint("maxItems"),
@@ -236,20 +241,17 @@ impl SchemaValidator {
             steps: Vec::new(),
             pruned: Vec::new(),
         };
-        let mut path = String::new();
         for (key, value) in map {
             if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
                 continue;
             }
             match self.root.property(key) {
                 Some(schema) => {
-                    path.clear();
-                    path.push_str(key);
                     walker.steps.push(Step::Key(key));
-                    walker.walk(schema, value, &mut path, 1);
+                    walker.walk(schema, value, 1);
                     walker.steps.pop();
                 }
-                None => walker.unknown_field(key, key),
+                None => walker.unknown_field(key),
             }
         }
         for r in &self.root.required {
@@ -311,15 +313,55 @@ fn go_string(v: &Value) -> String {
     }
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
+/// The types of OpenAPI, as a value has one and a schema asks for one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JsonType {
+    Null,
+    Boolean,
+    Integer,
+    Number,
+    String,
+    Array,
+    Object,
+}
+
+impl JsonType {
+    const ALL: [JsonType; 7] = [
+        Self::Null,
+        Self::Boolean,
+        Self::Integer,
+        Self::Number,
+        Self::String,
+        Self::Array,
+        Self::Object,
+    ];
+
+    fn of(v: &Value) -> Self {
+        match v {
+            Value::Null => Self::Null,
+            Value::Bool(_) => Self::Boolean,
+            Value::Number(n) if n.is_i64() || n.is_u64() => Self::Integer,
+            Value::Number(_) => Self::Number,
+            Value::String(_) => Self::String,
+            Value::Array(_) => Self::Array,
+            Value::Object(_) => Self::Object,
+        }
+    }
+
+    fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Null => "null",
+            Self::Boolean => "boolean",
+            Self::Integer => "integer",
+            Self::Number => "number",
+            Self::String => "string",
+            Self::Array => "array",
+            Self::Object => "object",
+        }
     }
 }
 
@@ -334,19 +376,51 @@ impl<'v> Walker<'_, 'v> {
         }
     }
 
-    /// Reports the undeclared field `key` at `path`, and records it for pruning unless
-    /// unknown fields are refused.
-    fn unknown_field(&mut self, path: &str, key: &str) {
+    /// The path of the value the walk is at, as errors name it (`spec.sources[0].auth`):
+    /// written out only for an error, not for every value walked.
+    fn path(&self) -> String {
+        let mut out = String::new();
+        for step in &self.steps {
+            match step {
+                Step::Key(k) => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(k);
+                }
+                Step::Index(i) => {
+                    let _ = write!(out, "[{i}]");
+                }
+            }
+        }
+        out
+    }
+
+    /// The path of field `key` of the value the walk is at.
+    fn path_to(&self, key: &str) -> String {
+        let mut out = self.path();
+        if !out.is_empty() {
+            out.push('.');
+        }
+        out.push_str(key);
+        out
+    }
+
+    /// Reports the undeclared field `key` of the value the walk is at, and records it for
+    /// pruning unless unknown fields are refused.
+    fn unknown_field(&mut self, key: &str) {
         match self.unknown {
             UnknownFields::Strict => {
+                let path = self.path_to(key);
                 self.push(
                     ErrorKind::Unknown,
-                    path,
+                    &path,
                     format!(".{path}: field not declared in schema"),
                 );
                 return;
             }
             UnknownFields::Warn => {
+                let path = self.path_to(key);
                 self.out.warnings.push(format!("unknown field \"{path}\""));
             }
             UnknownFields::Ignore => {}
@@ -363,9 +437,10 @@ impl<'v> Walker<'_, 'v> {
         self.pruned.push(place);
     }
 
-    /// Checks `value` at `path`, which it extends for the parts below and then restores.
-    fn walk(&mut self, schema: &Node, value: &'v Value, path: &mut String, depth: usize) {
+    /// Checks `value`, where [`steps`](Self::steps) say it is.
+    fn walk(&mut self, schema: &Node, value: &'v Value, depth: usize) {
         if depth > MAX_DEPTH {
+            let path = &self.path();
             self.push(
                 ErrorKind::Invalid,
                 path,
@@ -377,13 +452,15 @@ impl<'v> Walker<'_, 'v> {
             if schema.nullable {
                 return;
             }
+            let path = &self.path();
             self.push(ErrorKind::Required, path, format!("{path}: Required value"));
             return;
         }
-        if let Some(t) = schema.ty.as_deref() {
-            let actual = type_name(value);
-            let ok = actual == t || (t == "number" && actual == "integer");
+        if let Some(t) = schema.ty {
+            let actual = JsonType::of(value);
+            let ok = actual == t || (t == JsonType::Number && actual == JsonType::Integer);
             if !ok {
+                let (path, actual, t) = (&self.path(), actual.name(), t.name());
                 self.push(
                     ErrorKind::TypeInvalid,
                     path,
@@ -395,6 +472,7 @@ impl<'v> Walker<'_, 'v> {
         if let Some(options) = &schema.enumeration
             && !options.contains(value)
         {
+            let path = &self.path();
             let supported: Vec<String> = options.iter().map(go_string).collect();
             self.push(
                 ErrorKind::NotSupported,
@@ -407,12 +485,13 @@ impl<'v> Walker<'_, 'v> {
             );
         }
         match value {
-            Value::String(s) => self.string(schema, s, path),
-            Value::Number(n) => self.number(schema, n, path),
+            Value::String(s) => self.string(schema, s),
+            Value::Number(n) => self.number(schema, n),
             Value::Array(items) => {
                 if let Some(max) = schema.max_items
                     && items.len() as u64 > max
                 {
+                    let path = &self.path();
                     self.push(
                         ErrorKind::TooMany,
                         path,
@@ -425,25 +504,20 @@ impl<'v> Walker<'_, 'v> {
                 if let Some(min) = schema.min_items
                     && (items.len() as u64) < min
                 {
+                    let path = &self.path();
                     self.push(ErrorKind::Invalid, path, format!("{path}: Invalid value: {}: {path} in body should have at least {min} items", items.len()));
                 }
-                self.list_type(schema, items, path);
+                self.list_type(schema, items);
                 if let Some(item_schema) = &schema.items {
-                    let len = path.len();
                     for (i, item) in items.iter().enumerate() {
-                        let _ = write!(path, "[{i}]");
                         self.steps.push(Step::Index(i));
-                        self.walk(item_schema, item, path, depth + 1);
+                        self.walk(item_schema, item, depth + 1);
                         self.steps.pop();
-                        path.truncate(len);
                     }
                 }
             }
             Value::Object(map) => {
-                let len = path.len();
                 for (key, v) in map {
-                    path.push('.');
-                    path.push_str(key);
                     let below = match schema.property(key) {
                         Some(s) => Some(s),
                         None => match &schema.additional {
@@ -453,25 +527,25 @@ impl<'v> Walker<'_, 'v> {
                     };
                     if let Some(s) = below {
                         self.steps.push(Step::Key(key));
-                        self.walk(s, v, path, depth + 1);
+                        self.walk(s, v, depth + 1);
                         self.steps.pop();
                     } else if !schema.preserve_unknown
                         && !matches!(schema.additional, Additional::Any)
                     {
-                        self.unknown_field(path, key);
+                        self.unknown_field(key);
                     } else if too_deep(v, depth + 1) {
                         // Kept as given: still bounded in depth.
+                        let path = &self.path_to(key);
                         self.push(
                             ErrorKind::Invalid,
                             path,
                             format!("{path}: Invalid value: nested more than {MAX_DEPTH} levels"),
                         );
                     }
-                    path.truncate(len);
                 }
                 for r in &schema.required {
                     if !map.contains_key(r) {
-                        let f = format!("{path}.{r}");
+                        let f = self.path_to(r);
                         self.push(ErrorKind::Required, &f, format!("{f}: Required value"));
                     }
                 }
@@ -480,12 +554,13 @@ impl<'v> Walker<'_, 'v> {
         }
     }
 
-    fn string(&mut self, schema: &Node, s: &str, path: &str) {
+    fn string(&mut self, schema: &Node, s: &str) {
         if schema.max_length.is_some() || schema.min_length.is_some() {
             let len = s.chars().count() as u64;
             if let Some(max) = schema.max_length
                 && len > max
             {
+                let path = &self.path();
                 self.push(
                     ErrorKind::TooLong,
                     path,
@@ -495,13 +570,14 @@ impl<'v> Walker<'_, 'v> {
             if let Some(min) = schema.min_length
                 && len < min
             {
+                let path = &self.path();
                 self.push(ErrorKind::Invalid, path, format!("{path}: Invalid value: {s:?}: {path} in body should be at least {min} chars long"));
             }
         }
         if let Some(re) = &schema.pattern
             && !re.is_match(s)
         {
-            let p = re.as_str();
+            let (path, p) = (&self.path(), re.as_str());
             self.push(
                 ErrorKind::Invalid,
                 path,
@@ -509,6 +585,7 @@ impl<'v> Walker<'_, 'v> {
             );
         }
         if schema.date_time && s.parse::<k8s_openapi::jiff::Timestamp>().is_err() {
+            let path = &self.path();
             self.push(
                 ErrorKind::Invalid,
                 path,
@@ -519,25 +596,28 @@ impl<'v> Walker<'_, 'v> {
         }
     }
 
-    fn number(&mut self, schema: &Node, n: &serde_json::Number, path: &str) {
+    fn number(&mut self, schema: &Node, n: &serde_json::Number) {
         let Some(x) = n.as_f64() else { return };
         if let Some(min) = schema.minimum
             && x < min
         {
+            let path = &self.path();
             self.push(ErrorKind::Invalid, path, format!("{path}: Invalid value: {n}: {path} in body should be greater than or equal to {min}"));
         }
         if let Some(max) = schema.maximum
             && x > max
         {
+            let path = &self.path();
             self.push(ErrorKind::Invalid, path, format!("{path}: Invalid value: {n}: {path} in body should be less than or equal to {max}"));
         }
     }
 
-    fn list_type(&mut self, schema: &Node, items: &[Value], path: &str) {
+    fn list_type(&mut self, schema: &Node, items: &[Value]) {
         match &schema.list {
             ListType::Set => {
                 for (i, item) in items.iter().enumerate() {
                     if items[..i].contains(item) {
+                        let path = &self.path();
                         self.push(
                             ErrorKind::Duplicate,
                             &format!("{path}[{i}]"),
@@ -555,6 +635,7 @@ impl<'v> Walker<'_, 'v> {
                 for (i, item) in items.iter().enumerate() {
                     let k = key_of(item);
                     if items[..i].iter().any(|other| key_of(other) == k) {
+                        let path = &self.path();
                         let shown: Vec<String> = keys
                             .iter()
                             .zip(&k)

@@ -66,7 +66,20 @@ impl<'a> Eval<'a> {
                 Lit::Json(j) => Val::of(j),
             }),
             Node::Ident(name) => self.ident(name),
-            Node::Select(operand, field) => self.eval(operand)?.field(field),
+            Node::Local(below_top) => self
+                .scope
+                .len()
+                .checked_sub(below_top + 1)
+                .and_then(|at| self.scope.get(at))
+                .map(|(_, v)| v.clone())
+                .ok_or(Unknown),
+            Node::Select(operand, fields) => {
+                let mut v = self.eval(operand)?;
+                for field in fields {
+                    v = v.field(field)?;
+                }
+                Ok(v)
+            }
             Node::Has(operand, field) => self.eval(operand)?.has(field),
             Node::Not(x) => match self.eval(x)? {
                 Val::Bool(b) => Ok(Val::Bool(!b)),
@@ -95,38 +108,43 @@ impl<'a> Eval<'a> {
                 binary(*op, a, b)
             }
             Node::Call(func, args) => self.call(*func, args),
-            Node::List(items) => {
-                let mut out = Vec::with_capacity(items.len());
-                for item in items {
-                    out.push(self.eval(item)?);
-                }
-                Ok(Val::List(Rc::new(out)))
-            }
-            Node::Map(entries) => {
-                let mut out: Vec<(Val<'a>, Val<'a>)> = Vec::with_capacity(entries.len());
-                for (k, v) in entries {
-                    let key = self.eval(k)?;
-                    if !matches!(key, Val::Int(_) | Val::Uint(_) | Val::Bool(_))
-                        && key.as_str().is_none()
-                    {
-                        return Err(Unknown);
-                    }
-                    let value = self.eval(v)?;
-                    // A repeated key, or keys the interpreter may take for one.
-                    if out.iter().any(|(seen, _)| equal(seen, &key) != Ok(false)) {
-                        return Err(Unknown);
-                    }
-                    out.push((key, value));
-                }
-                Ok(Val::Map(Rc::new(out)))
-            }
+            Node::List(items) => self.list(items),
+            Node::Map(entries) => self.map(entries),
             Node::Fold(fold) => self.fold(fold),
             Node::Append(append) => self.append(append),
         }
     }
 
+    #[inline(never)]
+    fn list(&mut self, items: &'a [Node]) -> Outcome<'a> {
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            out.push(self.eval(item)?);
+        }
+        Ok(Val::List(Rc::new(out)))
+    }
+
+    #[inline(never)]
+    fn map(&mut self, entries: &'a [(Node, Node)]) -> Outcome<'a> {
+        let mut out: Vec<(Val<'a>, Val<'a>)> = Vec::with_capacity(entries.len());
+        for (k, v) in entries {
+            let key = self.eval(k)?;
+            if !matches!(key, Val::Int(_) | Val::Uint(_) | Val::Bool(_)) && key.as_str().is_none() {
+                return Err(Unknown);
+            }
+            let value = self.eval(v)?;
+            // A repeated key, or keys the interpreter may take for one.
+            if out.iter().any(|(seen, _)| equal(seen, &key) != Ok(false)) {
+                return Err(Unknown);
+            }
+            out.push((key, value));
+        }
+        Ok(Val::Map(Rc::new(out)))
+    }
+
     /// `&&` (`absorbing` false) and `||` (true), commutative over errors as in CEL: the
     /// absorbing value on either side decides, whatever the other side is.
+    #[inline(never)]
     fn logical(&mut self, pair: &'a [Node; 2], absorbing: bool) -> Outcome<'a> {
         let left = self.eval(&pair[0]);
         if matches!(left, Ok(Val::Bool(b)) if b == absorbing) {
@@ -139,6 +157,7 @@ impl<'a> Eval<'a> {
         }
     }
 
+    #[inline(never)]
     fn call(&mut self, func: Func, args: &'a [Node]) -> Outcome<'a> {
         // Every function here takes one or two arguments (lowering made sure).
         let first = self.eval(args.first().ok_or(Unknown)?)?;
@@ -180,6 +199,7 @@ impl<'a> Eval<'a> {
         })
     }
 
+    #[inline(never)]
     fn fold(&mut self, f: &'a Fold) -> Outcome<'a> {
         let accu = self.eval(&f.init)?;
         let items = self.eval(&f.range)?.items()?;
@@ -222,6 +242,7 @@ impl<'a> Eval<'a> {
         self.eval(&f.result)
     }
 
+    #[inline(never)]
     fn append(&mut self, a: &'a Append) -> Outcome<'a> {
         let range = self.eval(&a.range)?;
         let items = range.items()?;

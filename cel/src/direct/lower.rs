@@ -74,8 +74,13 @@ pub(crate) enum Func {
 #[derive(Debug)]
 pub(crate) enum Node {
     Lit(Lit),
+    /// An input variable, or a binding of the evaluation's own (`self`).
     Ident(Box<str>),
-    Select(Box<Node>, Box<str>),
+    /// A comprehension's variable, resolved when lowering: the binding this many places
+    /// below the top of the evaluation's scope, so evaluating it compares no names.
+    Local(usize),
+    /// `a.b.c`: fields selected one after another, in one step rather than one per field.
+    Select(Box<Node>, Box<[Box<str>]>),
     Has(Box<Node>, Box<str>),
     Not(Box<Node>),
     Neg(Box<Node>),
@@ -119,20 +124,61 @@ pub(crate) struct Append {
 
 /// The tree in the evaluator's form, or `None` where some node is not covered.
 pub(crate) fn lower(e: &IdedExpr) -> Option<Node> {
+    Lowering::default().lower(e)
+}
+
+/// The comprehension variables in scope where lowering is, innermost last: the same stack
+/// the evaluator builds, so a variable's place in one is its place in the other.
+#[derive(Default)]
+struct Lowering<'e> {
+    scope: Vec<&'e str>,
+}
+
+impl<'e> Lowering<'e> {
+    fn lower(&mut self, e: &'e IdedExpr) -> Option<Node> {
+        lower_in(e, self)
+    }
+
+    /// Lowers `e` with `names` bound on top of the scope.
+    fn within(&mut self, names: &[&'e str], e: &'e IdedExpr) -> Option<Node> {
+        let depth = self.scope.len();
+        self.scope.extend_from_slice(names);
+        let out = self.lower(e);
+        self.scope.truncate(depth);
+        out
+    }
+
+    fn ident(&self, name: &str) -> Node {
+        match self.scope.iter().rev().position(|n| *n == name) {
+            Some(below_top) => Node::Local(below_top),
+            None => Node::Ident(name.into()),
+        }
+    }
+
+    fn all(&mut self, es: &'e [IdedExpr]) -> Option<Vec<Node>> {
+        es.iter().map(|e| self.lower(e)).collect()
+    }
+}
+
+fn lower_in<'e>(e: &'e IdedExpr, cx: &mut Lowering<'e>) -> Option<Node> {
     Some(match &e.expr {
         Expr::Literal(l) => Node::Lit(literal(l)?),
-        Expr::Ident(name) => Node::Ident(name.as_str().into()),
+        Expr::Ident(name) => cx.ident(name),
         Expr::Select(s) => {
-            let operand = Box::new(lower(&s.operand)?);
-            let field = s.field.as_str().into();
-            if s.test {
-                Node::Has(operand, field)
-            } else {
-                Node::Select(operand, field)
+            let operand = cx.lower(&s.operand)?;
+            let field: Box<str> = s.field.as_str().into();
+            match operand {
+                _ if s.test => Node::Has(Box::new(operand), field),
+                Node::Select(base, fields) => {
+                    let mut fields = fields.into_vec();
+                    fields.push(field);
+                    Node::Select(base, fields.into())
+                }
+                operand => Node::Select(Box::new(operand), Box::new([field])),
             }
         }
         Expr::List(l) if l.optional_indices.is_empty() => {
-            let items: Vec<Node> = l.elements.iter().map(lower).collect::<Option<_>>()?;
+            let items: Vec<Node> = cx.all(&l.elements)?;
             let constant: Option<Vec<_>> = items.iter().map(constant_of).collect();
             match constant {
                 Some(c) => Node::Lit(Lit::Json(Box::new(serde_json::Value::Array(c)))),
@@ -145,7 +191,7 @@ pub(crate) fn lower(e: &IdedExpr) -> Option<Node> {
                 .iter()
                 .map(|entry| match &entry.expr {
                     EntryExpr::MapEntry(e) if !e.optional => {
-                        Some((lower(&e.key)?, lower(&e.value)?))
+                        Some((cx.lower(&e.key)?, cx.lower(&e.value)?))
                     }
                     _ => None,
                 })
@@ -162,8 +208,8 @@ pub(crate) fn lower(e: &IdedExpr) -> Option<Node> {
             }
             Node::Lit(Lit::Json(Box::new(serde_json::Value::Object(constant))))
         }
-        Expr::Call(call) => self::call(call)?,
-        Expr::Comprehension(c) => comprehension(c)?,
+        Expr::Call(call) => self::call(call, cx)?,
+        Expr::Comprehension(c) => comprehension(c, cx)?,
         Expr::List(_) | Expr::Struct(_) | Expr::Unspecified => return None,
     })
 }
@@ -187,48 +233,51 @@ fn literal(l: &LiteralValue) -> Option<Lit> {
     })
 }
 
-fn call(call: &CallExpr) -> Option<Node> {
+fn call<'e>(call: &'e CallExpr, cx: &mut Lowering<'e>) -> Option<Node> {
     let name = call.func_name.as_str();
-    let args = || call.args.iter().map(lower).collect::<Option<Vec<_>>>();
-    let pair = || -> Option<Box<[Node; 2]>> {
+    let pair = |cx: &mut Lowering<'e>| -> Option<Box<[Node; 2]>> {
         match call.args.as_slice() {
-            [a, b] => Some(Box::new([lower(a)?, lower(b)?])),
+            [a, b] => Some(Box::new([cx.lower(a)?, cx.lower(b)?])),
             _ => None,
         }
     };
-    let one = || -> Option<Box<Node>> {
+    let one = |cx: &mut Lowering<'e>| -> Option<Box<Node>> {
         match call.args.as_slice() {
-            [a] => Some(Box::new(lower(a)?)),
+            [a] => Some(Box::new(cx.lower(a)?)),
             _ => None,
         }
     };
     let Some(target) = &call.target else {
-        let binary = |op| Some(Node::Binary(op, pair()?));
+        let binary = |op, cx: &mut Lowering<'e>| Some(Node::Binary(op, pair(cx)?));
         return match name {
             operators::CONDITIONAL => match call.args.as_slice() {
-                [c, t, e] => Some(Node::Cond(Box::new([lower(c)?, lower(t)?, lower(e)?]))),
+                [c, t, e] => Some(Node::Cond(Box::new([
+                    cx.lower(c)?,
+                    cx.lower(t)?,
+                    cx.lower(e)?,
+                ]))),
                 _ => None,
             },
-            operators::LOGICAL_AND => Some(Node::And(pair()?)),
-            operators::LOGICAL_OR => Some(Node::Or(pair()?)),
-            operators::LOGICAL_NOT => Some(Node::Not(one()?)),
-            operators::NEGATE => Some(Node::Neg(one()?)),
-            operators::NOT_STRICTLY_FALSE => Some(Node::NotStrictlyFalse(one()?)),
-            operators::EQUALS => binary(Op::Eq),
-            operators::NOT_EQUALS => binary(Op::Ne),
-            operators::LESS => binary(Op::Lt),
-            operators::LESS_EQUALS => binary(Op::Le),
-            operators::GREATER => binary(Op::Gt),
-            operators::GREATER_EQUALS => binary(Op::Ge),
-            operators::ADD => binary(Op::Add),
-            operators::SUBSTRACT => binary(Op::Sub),
-            operators::MULTIPLY => binary(Op::Mul),
-            operators::DIVIDE => binary(Op::Div),
-            operators::MODULO => binary(Op::Rem),
-            operators::IN => binary(Op::In),
-            operators::INDEX => binary(Op::Index),
+            operators::LOGICAL_AND => Some(Node::And(pair(cx)?)),
+            operators::LOGICAL_OR => Some(Node::Or(pair(cx)?)),
+            operators::LOGICAL_NOT => Some(Node::Not(one(cx)?)),
+            operators::NEGATE => Some(Node::Neg(one(cx)?)),
+            operators::NOT_STRICTLY_FALSE => Some(Node::NotStrictlyFalse(one(cx)?)),
+            operators::EQUALS => binary(Op::Eq, cx),
+            operators::NOT_EQUALS => binary(Op::Ne, cx),
+            operators::LESS => binary(Op::Lt, cx),
+            operators::LESS_EQUALS => binary(Op::Le, cx),
+            operators::GREATER => binary(Op::Gt, cx),
+            operators::GREATER_EQUALS => binary(Op::Ge, cx),
+            operators::ADD => binary(Op::Add, cx),
+            operators::SUBSTRACT => binary(Op::Sub, cx),
+            operators::MULTIPLY => binary(Op::Mul, cx),
+            operators::DIVIDE => binary(Op::Div, cx),
+            operators::MODULO => binary(Op::Rem, cx),
+            operators::IN => binary(Op::In, cx),
+            operators::INDEX => binary(Op::Index, cx),
             "duration" => {
-                let arg = *one()?;
+                let arg = *one(cx)?;
                 // A constant duration is read once, by the interpreter's own parser.
                 if let Node::Lit(Lit::Str(s)) = &arg
                     && let Some(d) = super::duration_of(s)
@@ -246,7 +295,7 @@ fn call(call: &CallExpr) -> Option<Node> {
                     (RANGE_FN, 1) => Func::Range,
                     _ => return None,
                 };
-                Some(Node::Call(func, args()?))
+                Some(Node::Call(func, cx.all(&call.args)?))
             }
         };
     };
@@ -257,26 +306,33 @@ fn call(call: &CallExpr) -> Option<Node> {
         ("contains", 1) => Func::Contains,
         _ => return None,
     };
-    let mut all = vec![lower(target)?];
-    all.extend(args()?);
+    let mut all = vec![cx.lower(target)?];
+    all.extend(cx.all(&call.args)?);
     Some(Node::Call(func, all))
 }
 
-fn comprehension(c: &ComprehensionExpr) -> Option<Node> {
+/// A comprehension, whose parts see its variables as the evaluator binds them: a `map` or
+/// `filter` its element; `all` and the like their accumulator, with the element above it in
+/// the condition and step.
+fn comprehension<'e>(c: &'e ComprehensionExpr, cx: &mut Lowering<'e>) -> Option<Node> {
     if c.iter_var2.is_some() {
         return None;
     }
-    let range = lower(&c.iter_range)?;
+    let range = cx.lower(&c.iter_range)?;
     let iter_var: Box<str> = c.iter_var.as_str().into();
+    let (iter, accu) = (c.iter_var.as_str(), c.accu_var.as_str());
     if let Some((guard, items)) = appends(c) {
         return Some(Node::Append(Box::new(Append {
             range,
             iter_var,
             guard: match guard {
-                Some(g) => Some(lower(g)?),
+                Some(g) => Some(cx.within(&[iter], g)?),
                 None => None,
             },
-            items: items.iter().map(lower).collect::<Option<_>>()?,
+            items: items
+                .iter()
+                .map(|x| cx.within(&[iter], x))
+                .collect::<Option<_>>()?,
         })));
     }
     let absorbing = match &c.loop_step.expr {
@@ -293,10 +349,10 @@ fn comprehension(c: &ComprehensionExpr) -> Option<Node> {
         range,
         iter_var,
         accu_var: c.accu_var.as_str().into(),
-        init: lower(&c.accu_init)?,
-        cond: lower(&c.loop_cond)?,
-        step: lower(&c.loop_step)?,
-        result: lower(&c.result)?,
+        init: cx.lower(&c.accu_init)?,
+        cond: cx.within(&[accu, iter], &c.loop_cond)?,
+        step: cx.within(&[accu, iter], &c.loop_step)?,
+        result: cx.within(&[accu], &c.result)?,
         absorbing,
     })))
 }
