@@ -53,6 +53,8 @@ impl<'a> Eval<'a> {
         self.inputs.get(name).map(Val::of).ok_or(Unknown)
     }
 
+    /// Every node's visit runs here; the larger nodes' work is in functions kept out of it
+    /// (`#[inline(never)]`), so that the frame each visit sets up stays small.
     pub(crate) fn eval(&mut self, node: &'a Node) -> Outcome<'a> {
         match node {
             Node::Lit(l) => Ok(match l {
