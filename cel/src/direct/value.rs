@@ -205,10 +205,10 @@ const SCAN: usize = 8;
 /// first costs less than the ordered search, which compares bytes at every step.
 fn get<'a>(object: &'a serde_json::Map<String, Json>, name: &str) -> Option<&'a Json> {
     if object.len() <= SCAN {
-        let same = |k: &str| {
-            k.len() == name.len() && k.as_bytes().first() == name.as_bytes().first() && k == name
-        };
-        object.iter().find(|(k, _)| same(k)).map(|(_, v)| v)
+        object
+            .iter()
+            .find(|(k, _)| k.as_str() == name)
+            .map(|(_, v)| v)
     } else {
         object.get(name)
     }
