@@ -11,11 +11,13 @@ use super::{
 };
 use crate::{Variables, budget::string_units};
 
-/// One evaluation: the inputs, the comprehension variables in scope and what is left of
-/// the budget.
+/// One evaluation: the inputs, a binding of the caller's over them, the comprehension
+/// variables in scope and what is left of the budget.
 pub(crate) struct Eval<'a> {
     inputs: &'a Variables<'a>,
-    scope: Vec<(&'a str, Val<'a>)>,
+    bound: Option<(&'a str, Val<'a>)>,
+    /// Innermost last; lowering resolved each variable to its place here, so no names.
+    scope: Vec<Val<'a>>,
     pub(crate) remaining: u64,
 }
 
@@ -23,6 +25,7 @@ impl<'a> Eval<'a> {
     pub(crate) fn new(inputs: &'a Variables<'a>, remaining: u64) -> Self {
         Self {
             inputs,
+            bound: None,
             scope: Vec::new(),
             remaining,
         }
@@ -30,7 +33,7 @@ impl<'a> Eval<'a> {
 
     /// Binds `name` over the inputs for the whole evaluation.
     pub(crate) fn bind(&mut self, name: &'a str, value: &'a Json) {
-        self.scope.push((name, Val::of(value)));
+        self.bound = Some((name, Val::of(value)));
     }
 
     fn charge(&mut self, units: u64) -> Result<(), Unknown> {
@@ -47,7 +50,7 @@ impl<'a> Eval<'a> {
     }
 
     fn ident(&self, name: &str) -> Outcome<'a> {
-        if let Some((_, v)) = self.scope.iter().rev().find(|(n, _)| *n == name) {
+        if let Some((_, v)) = self.bound.as_ref().filter(|(n, _)| *n == name) {
             return Ok(v.clone());
         }
         self.inputs.get(name).map(Val::of).ok_or(Unknown)
@@ -73,7 +76,7 @@ impl<'a> Eval<'a> {
                 .len()
                 .checked_sub(below_top + 1)
                 .and_then(|at| self.scope.get(at))
-                .map(|(_, v)| v.clone())
+                .cloned()
                 .ok_or(Unknown),
             Node::Select(operand, fields) => {
                 let mut v = self.eval(operand)?;
@@ -206,7 +209,7 @@ impl<'a> Eval<'a> {
         let accu = self.eval(&f.init)?;
         let items = self.eval(&f.range)?.items()?;
         let depth = self.scope.len();
-        self.scope.push((&f.accu_var, accu));
+        self.scope.push(accu);
         let out = self.fold_items(f, items, depth);
         self.scope.truncate(depth);
         out
@@ -214,7 +217,7 @@ impl<'a> Eval<'a> {
 
     fn fold_items(&mut self, f: &'a Fold, items: Items<'a>, accu_at: usize) -> Outcome<'a> {
         let iter_at = accu_at + 1;
-        self.scope.push((&f.iter_var, Val::Null));
+        self.scope.push(Val::Null);
         // A step that failed, pending until a later one overrules it.
         let mut pending = false;
         for item in items {
@@ -223,7 +226,7 @@ impl<'a> Eval<'a> {
                 Val::Bool(false) => break,
                 _ => return Err(Unknown),
             }
-            self.scope[iter_at].1 = item;
+            self.scope[iter_at] = item;
             match self.eval(&f.step) {
                 Err(Unknown) if f.absorbing.is_some() => pending = true,
                 Err(Unknown) => return Err(Unknown),
@@ -232,7 +235,7 @@ impl<'a> Eval<'a> {
                         matches!((&accu, f.absorbing), (Val::Bool(b), Some(a)) if *b == a);
                     if !pending || overrules {
                         pending = false;
-                        self.scope[accu_at].1 = accu;
+                        self.scope[accu_at] = accu;
                     }
                 }
             }
@@ -249,11 +252,11 @@ impl<'a> Eval<'a> {
         let range = self.eval(&a.range)?;
         let items = range.items()?;
         let depth = self.scope.len();
-        self.scope.push((&a.iter_var, Val::Null));
+        self.scope.push(Val::Null);
         let mut out = Vec::with_capacity(range.size().unwrap_or(0));
         let result = (|| {
             for item in items {
-                self.scope[depth].1 = item;
+                self.scope[depth] = item;
                 if let Some(guard) = &a.guard {
                     match self.eval(guard)? {
                         Val::Bool(true) => {}

@@ -101,8 +101,6 @@ pub(crate) enum Node {
 #[derive(Debug)]
 pub(crate) struct Fold {
     pub(crate) range: Node,
-    pub(crate) iter_var: Box<str>,
-    pub(crate) accu_var: Box<str>,
     pub(crate) init: Node,
     pub(crate) cond: Node,
     pub(crate) step: Node,
@@ -117,7 +115,6 @@ pub(crate) struct Fold {
 #[derive(Debug)]
 pub(crate) struct Append {
     pub(crate) range: Node,
-    pub(crate) iter_var: Box<str>,
     pub(crate) guard: Option<Node>,
     pub(crate) items: Vec<Node>,
 }
@@ -136,7 +133,57 @@ struct Lowering<'e> {
 
 impl<'e> Lowering<'e> {
     fn lower(&mut self, e: &'e IdedExpr) -> Option<Node> {
-        lower_in(e, self)
+        Some(match &e.expr {
+            Expr::Literal(l) => Node::Lit(literal(l)?),
+            Expr::Ident(name) => self.ident(name),
+            Expr::Select(s) => {
+                let operand = self.lower(&s.operand)?;
+                let field: Box<str> = s.field.as_str().into();
+                match operand {
+                    _ if s.test => Node::Has(Box::new(operand), field),
+                    Node::Select(base, fields) => {
+                        let mut fields = fields.into_vec();
+                        fields.push(field);
+                        Node::Select(base, fields.into())
+                    }
+                    operand => Node::Select(Box::new(operand), Box::new([field])),
+                }
+            }
+            Expr::List(l) if l.optional_indices.is_empty() => {
+                let items: Vec<Node> = self.all(&l.elements)?;
+                let constant: Option<Vec<_>> = items.iter().map(constant_of).collect();
+                match constant {
+                    Some(c) => Node::Lit(Lit::Json(Box::new(serde_json::Value::Array(c)))),
+                    None => Node::List(items),
+                }
+            }
+            Expr::Map(m) => {
+                let entries: Vec<(Node, Node)> = m
+                    .entries
+                    .iter()
+                    .map(|entry| match &entry.expr {
+                        EntryExpr::MapEntry(e) if !e.optional => {
+                            Some((self.lower(&e.key)?, self.lower(&e.value)?))
+                        }
+                        _ => None,
+                    })
+                    .collect::<Option<_>>()?;
+                let mut constant = serde_json::Map::new();
+                for (k, v) in &entries {
+                    let (Node::Lit(Lit::Str(k)), Some(v)) = (k, constant_of(v)) else {
+                        return Some(Node::Map(entries));
+                    };
+                    // A repeated key is the interpreter's to report.
+                    if constant.insert(k.to_string(), v).is_some() {
+                        return Some(Node::Map(entries));
+                    }
+                }
+                Node::Lit(Lit::Json(Box::new(serde_json::Value::Object(constant))))
+            }
+            Expr::Call(call) => self::call(call, self)?,
+            Expr::Comprehension(c) => comprehension(c, self)?,
+            Expr::List(_) | Expr::Struct(_) | Expr::Unspecified => return None,
+        })
     }
 
     /// Lowers `e` with `names` bound on top of the scope.
@@ -158,60 +205,6 @@ impl<'e> Lowering<'e> {
     fn all(&mut self, es: &'e [IdedExpr]) -> Option<Vec<Node>> {
         es.iter().map(|e| self.lower(e)).collect()
     }
-}
-
-fn lower_in<'e>(e: &'e IdedExpr, cx: &mut Lowering<'e>) -> Option<Node> {
-    Some(match &e.expr {
-        Expr::Literal(l) => Node::Lit(literal(l)?),
-        Expr::Ident(name) => cx.ident(name),
-        Expr::Select(s) => {
-            let operand = cx.lower(&s.operand)?;
-            let field: Box<str> = s.field.as_str().into();
-            match operand {
-                _ if s.test => Node::Has(Box::new(operand), field),
-                Node::Select(base, fields) => {
-                    let mut fields = fields.into_vec();
-                    fields.push(field);
-                    Node::Select(base, fields.into())
-                }
-                operand => Node::Select(Box::new(operand), Box::new([field])),
-            }
-        }
-        Expr::List(l) if l.optional_indices.is_empty() => {
-            let items: Vec<Node> = cx.all(&l.elements)?;
-            let constant: Option<Vec<_>> = items.iter().map(constant_of).collect();
-            match constant {
-                Some(c) => Node::Lit(Lit::Json(Box::new(serde_json::Value::Array(c)))),
-                None => Node::List(items),
-            }
-        }
-        Expr::Map(m) => {
-            let entries: Vec<(Node, Node)> = m
-                .entries
-                .iter()
-                .map(|entry| match &entry.expr {
-                    EntryExpr::MapEntry(e) if !e.optional => {
-                        Some((cx.lower(&e.key)?, cx.lower(&e.value)?))
-                    }
-                    _ => None,
-                })
-                .collect::<Option<_>>()?;
-            let mut constant = serde_json::Map::new();
-            for (k, v) in &entries {
-                let (Node::Lit(Lit::Str(k)), Some(v)) = (k, constant_of(v)) else {
-                    return Some(Node::Map(entries));
-                };
-                // A repeated key is the interpreter's to report.
-                if constant.insert(k.to_string(), v).is_some() {
-                    return Some(Node::Map(entries));
-                }
-            }
-            Node::Lit(Lit::Json(Box::new(serde_json::Value::Object(constant))))
-        }
-        Expr::Call(call) => self::call(call, cx)?,
-        Expr::Comprehension(c) => comprehension(c, cx)?,
-        Expr::List(_) | Expr::Struct(_) | Expr::Unspecified => return None,
-    })
 }
 
 fn constant_of(n: &Node) -> Option<serde_json::Value> {
@@ -319,12 +312,10 @@ fn comprehension<'e>(c: &'e ComprehensionExpr, cx: &mut Lowering<'e>) -> Option<
         return None;
     }
     let range = cx.lower(&c.iter_range)?;
-    let iter_var: Box<str> = c.iter_var.as_str().into();
     let (iter, accu) = (c.iter_var.as_str(), c.accu_var.as_str());
     if let Some((guard, items)) = appends(c) {
         return Some(Node::Append(Box::new(Append {
             range,
-            iter_var,
             guard: match guard {
                 Some(g) => Some(cx.within(&[iter], g)?),
                 None => None,
@@ -347,8 +338,6 @@ fn comprehension<'e>(c: &'e ComprehensionExpr, cx: &mut Lowering<'e>) -> Option<
     };
     Some(Node::Fold(Box::new(Fold {
         range,
-        iter_var,
-        accu_var: c.accu_var.as_str().into(),
         init: cx.lower(&c.accu_init)?,
         cond: cx.within(&[accu, iter], &c.loop_cond)?,
         step: cx.within(&[accu, iter], &c.loop_step)?,
