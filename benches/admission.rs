@@ -535,20 +535,14 @@ async fn run() {
         }
         answers.insert(path.to_owned(), answer);
     }
-    let (cert_pem, key_pem, ca_pem) = echo::dev_pki(&data);
-    let echo_server = Echo::start(&EchoSpec {
-        cert_pem,
-        key_pem,
-        client_ca_pem: Some(ca_pem),
-        status: 200,
-        answers: answers
-            .iter()
-            .map(|(path, answer)| {
-                let text = String::from_utf8(answer.to_vec()).expect("a JSON answer");
-                (path.clone(), text)
-            })
-            .collect(),
-    });
+    let texts = answers
+        .iter()
+        .map(|(path, answer)| {
+            let text = String::from_utf8(answer.to_vec()).expect("a JSON answer");
+            (path.clone(), text)
+        })
+        .collect();
+    let echo_server = Echo::start(&EchoSpec::dev(&data, true, 200, texts));
     let echo = Client::admin_of(&data, echo_server.port);
 
     let mut rows: Vec<[String; 4]> = Vec::new();

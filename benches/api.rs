@@ -2,8 +2,9 @@
 //!
 //! Runs the real `zen-watcher dev` binary and, in a process of its own, a baseline (`echo/`):
 //! a TLS server with the same certificates and client authentication that answers every
-//! request with a fixed body. Both are measured in the same run over the same kind of connections, and the report
-//! gives ratios, because these machines are noisy. Results go to stdout as a Markdown table.
+//! request with a fixed body. Both are measured in the same run over the same kind of
+//! connections, and the report gives ratios, because these machines are noisy. Results go
+//! to stdout as a Markdown table.
 //!
 //! `ZEN_TEST_STORE=etcd cargo bench --bench api` runs the same on a real etcd, and adds etcd's
 //! own throughput for the same guarded create transaction from as many connections: the
@@ -39,18 +40,13 @@ fn request(method: &str, path: &str, accept: &str, body: Bytes) -> http::Request
 
 /// The baseline: the dev server's certificates and client authentication, a fixed answer.
 fn start_echo(data: &std::path::Path, answer: Bytes) -> Echo {
-    let (cert_pem, key_pem, ca_pem) = echo::dev_pki(data);
-    Echo::start(&EchoSpec {
-        cert_pem,
-        key_pem,
-        client_ca_pem: Some(ca_pem),
-        status: 200,
-        answers: [(
-            String::new(),
-            String::from_utf8(answer.to_vec()).expect("a text answer"),
-        )]
-        .into(),
-    })
+    let text = String::from_utf8(answer.to_vec()).expect("a text answer");
+    Echo::start(&EchoSpec::dev(
+        data,
+        true,
+        200,
+        [(String::new(), text)].into(),
+    ))
 }
 
 fn observation(i: u64) -> Bytes {

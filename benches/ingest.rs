@@ -3,8 +3,8 @@
 //! Runs the real `zen-watcher dev` binary with one GitHub-style Ingestor (HMAC-SHA256,
 //! delivery-id replay cache, CEL filter and mapping, dedup, durable write) and, in a process
 //! of its own, a baseline (`echo/`): a TLS server with the same certificate answering every
-//! delivery with a fixed body. The same clients send the same signed deliveries to both in the same run;
-//! the report gives throughput and latency side by side, and their ratios.
+//! delivery with a fixed body. The same clients send the same signed deliveries to both in
+//! the same run; the report gives throughput and latency side by side, and their ratios.
 
 mod echo;
 #[path = "../tests/support/mod.rs"]
@@ -232,18 +232,13 @@ async fn run() {
         assert!(Instant::now() < deadline, "the endpoint never appeared");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (cert_pem, key_pem, _) = echo::dev_pki(&data);
-    let echo_server = Echo::start(&EchoSpec {
-        cert_pem,
-        key_pem,
-        client_ca_pem: None,
-        status: 201,
-        answers: [(
-            String::new(),
-            r#"{"observation":"bench/github-0123456789abcdef","status":"created"}"#.to_owned(),
-        )]
-        .into(),
-    });
+    let answer = r#"{"observation":"bench/github-0123456789abcdef","status":"created"}"#;
+    let echo_server = Echo::start(&EchoSpec::dev(
+        &data,
+        false,
+        201,
+        [(String::new(), answer.to_owned())].into(),
+    ));
     let echo = echo_server.port;
     let counter = Arc::new(AtomicU64::new(0));
     // Warm the baseline up, then measure it and zen-watcher alternately, so that a change in

@@ -145,11 +145,25 @@ async fn serve(spec: EchoSpec) {
     .await;
 }
 
-/// The dev server's serving certificate and key under `data`, and its CA.
-pub fn dev_pki(data: &Path) -> (String, String, String) {
-    let read = |f: &str| {
-        let path = data.join("pki").join(f);
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    };
-    (read("tls.crt"), read("tls.key"), read("ca.crt"))
+impl EchoSpec {
+    /// The dev server's serving certificate (under `data`), with client certificates
+    /// verified against its CA when `client_auth`, answering `answers` with `status`.
+    pub fn dev(
+        data: &Path,
+        client_auth: bool,
+        status: u16,
+        answers: BTreeMap<String, String>,
+    ) -> Self {
+        let read = |f: &str| {
+            let path = data.join("pki").join(f);
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        };
+        Self {
+            cert_pem: read("tls.crt"),
+            key_pem: read("tls.key"),
+            client_ca_pem: client_auth.then(|| read("ca.crt")),
+            status,
+            answers,
+        }
+    }
 }
