@@ -171,8 +171,14 @@ pub struct CompileError(pub String);
 /// evaluated against them: read in place by direct evaluation, converted for the
 /// interpreter once, on its first use.
 pub struct Variables<'a> {
-    values: Vec<(&'static str, Cow<'a, Json>)>,
+    values: Vec<(&'static str, Input<'a>)>,
     context: OnceCell<cel::Context<'static, 'static>>,
+}
+
+/// A variable's value: JSON, or a value of a document, which only the interpreter converts.
+pub(crate) enum Input<'a> {
+    Json(Cow<'a, Json>),
+    Document(zen_json::Value<'a>),
 }
 
 /// The standard library, built once: building it registers hundreds of overloads.
@@ -202,17 +208,23 @@ impl<'a> Variables<'a> {
         self.bind(name, Cow::Owned(value));
     }
 
+    /// Binds `name` to a value of a document, read in place.
+    pub fn set_document(&mut self, name: &'static str, value: zen_json::Value<'a>) {
+        self.bind_input(name, Input::Document(value));
+    }
+
     fn bind(&mut self, name: &'static str, value: Cow<'a, Json>) {
+        self.bind_input(name, Input::Json(value));
+    }
+
+    fn bind_input(&mut self, name: &'static str, value: Input<'a>) {
         self.values.retain(|(n, _)| *n != name);
         self.values.push((name, value));
         self.context = OnceCell::new();
     }
 
-    pub(crate) fn get(&self, name: &str) -> Option<&Json> {
-        self.values
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_ref())
+    pub(crate) fn get(&self, name: &str) -> Option<&Input<'a>> {
+        self.values.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
     /// The interpreter's context, converted on first use.
@@ -221,7 +233,11 @@ impl<'a> Variables<'a> {
             let mut context = cel::Context::with_env(ENV.clone());
             budget::install(&mut context);
             for (name, value) in &self.values {
-                context.add_variable_as_val(*name, from_json(value));
+                let value = match value {
+                    Input::Json(json) => from_json(json),
+                    Input::Document(doc) => from_json(&doc.to_serde()),
+                };
+                context.add_variable_as_val(*name, value);
             }
             context
         })

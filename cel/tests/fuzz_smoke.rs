@@ -20,6 +20,7 @@
 
 use serde_json::{Value, json};
 use zen_cel::{Budget, EvalError, MAX_EXPRESSION_LENGTH, Variables, compile};
+use zen_json::Document;
 
 /// xorshift64*: small, fast, and the same sequence on every machine.
 struct Rng(u64);
@@ -81,6 +82,17 @@ const L: [i64; 5] = [3, 1, 4, 1, 5];
 fn variables() -> Variables<'static> {
     let mut v = Variables::new();
     v.set_owned("payload", payload());
+    v
+}
+
+/// The payload's text, read as a document, as webhooks' bodies are.
+fn payload_text() -> String {
+    payload().to_string()
+}
+
+fn document_variables<'a>(doc: &'a Document<'a>) -> Variables<'a> {
+    let mut v = Variables::new();
+    v.set_document("payload", doc.root());
     v
 }
 
@@ -438,6 +450,9 @@ fn generated_expressions_evaluate_to_their_values() {
     let iterations = env_u64("ZEN_FUZZ_ITERATIONS", 1500);
     let mut rng = Rng::new(seed);
     let vars = variables();
+    let text = payload_text();
+    let doc = Document::parse(&text).expect("the payload is JSON");
+    let doc_vars = document_variables(&doc);
     let (mut values, mut errors, mut direct) = (0, 0, 0);
     for i in 0..iterations {
         let (expr, want) = gen_typed(&mut rng);
@@ -446,6 +461,14 @@ fn generated_expressions_evaluate_to_their_values() {
         direct += usize::from(program.is_direct());
         let mut budget = Budget::default();
         let got = program.evaluate(&vars, &mut budget);
+        // Read from a document, the same value for the same charge.
+        let mut doc_budget = Budget::default();
+        assert_eq!(
+            program.evaluate(&doc_vars, &mut doc_budget),
+            got,
+            "{what}: document"
+        );
+        assert_eq!(doc_budget.spent(), budget.spent(), "{what}: document");
         match (want.json(), &got) {
             (Some(want), Ok(got)) => {
                 assert_eq!(*got, want, "{what}");
@@ -684,6 +707,8 @@ struct Outcomes {
     over_budget: usize,
     /// Values the direct evaluation gave, checked against the interpreter's.
     direct: usize,
+    /// Values read from a document, checked against those read from JSON.
+    from_document: usize,
 }
 
 /// Checks one evaluation's outcome; `budget` is the one it ran with.
@@ -788,7 +813,14 @@ fn agree(
     }
 }
 
-fn run_any(rng: &mut Rng, vars: &Variables, expr: &str, what: &str, out: &mut Outcomes) {
+fn run_any(
+    rng: &mut Rng,
+    vars: &Variables,
+    doc_vars: &Variables,
+    expr: &str,
+    what: &str,
+    out: &mut Outcomes,
+) {
     let program = match compile(expr) {
         Ok(p) => p,
         Err(e) => {
@@ -804,6 +836,27 @@ fn run_any(rng: &mut Rng, vars: &Variables, expr: &str, what: &str, out: &mut Ou
     let mut budget = Budget::new(BUDGET);
     let first = program.evaluate(vars, &mut budget);
     check(what, &first, &budget, out);
+    // The payload read from a document instead: the same answer and the same charge. (Where
+    // the interpreter answers, maps come in its hash order, so lists may be reordered.)
+    let mut doc_budget = Budget::new(BUDGET);
+    let from_doc = program.evaluate(doc_vars, &mut doc_budget);
+    if !expr.contains('{') {
+        agree(
+            what,
+            "from JSON, then from a document",
+            &first,
+            &from_doc,
+            |a, b| same_json(a, b) || same_elements(a, b),
+        );
+        if first.is_ok() {
+            assert_eq!(
+                budget.spent(),
+                doc_budget.spent(),
+                "{what}: spent on a document"
+            );
+            out.from_document += 1;
+        }
+    }
     // Direct evaluation answers as the interpreter does, charging the same. Lists built
     // from maps follow the interpreter's hash order, so those are not compared.
     let mut reference_budget = Budget::new(BUDGET);
@@ -853,6 +906,9 @@ fn random_and_mutated_expressions_end_cleanly() {
     let iterations = env_u64("ZEN_FUZZ_ITERATIONS", 1500);
     let mut rng = Rng::new(seed);
     let vars = variables();
+    let text = payload_text();
+    let doc = Document::parse(&text).expect("the payload is JSON");
+    let doc_vars = document_variables(&doc);
     let mut out = Outcomes::default();
     for i in 0..iterations {
         let d = 1 + rng.below(4);
@@ -865,13 +921,14 @@ fn random_and_mutated_expressions_end_cleanly() {
             expr = format!("{expr} || {}", "true || ".repeat(700)) + "true";
         }
         let what = format!("iteration {i} of seed {seed}: {expr:?}");
-        run_any(&mut rng, &vars, &expr, &what, &mut out);
+        run_any(&mut rng, &vars, &doc_vars, &expr, &what, &mut out);
     }
     eprintln!("seed {seed}: {out:?}");
     // The run reached every outcome.
     assert!(out.refused > 0 && out.values > 0, "{out:?}");
     assert!(out.errors > 0 && out.over_budget > 0, "{out:?}");
     assert!(out.direct > out.values / 10, "{out:?}");
+    assert!(out.from_document > out.values / 4, "{out:?}");
 }
 
 #[test]

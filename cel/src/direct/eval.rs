@@ -9,7 +9,7 @@ use super::{
     lower::{Append, Fold, Func, Lit, Node, Op},
     value::{Items, Outcome, Unknown, Val, compare, equal},
 };
-use crate::{Variables, budget::string_units};
+use crate::{Input, Variables, budget::string_units};
 
 /// One evaluation: the inputs, a binding of the caller's over them, the comprehension
 /// variables in scope and what is left of the budget.
@@ -53,7 +53,10 @@ impl<'a> Eval<'a> {
         if let Some((_, v)) = self.bound.as_ref().filter(|(n, _)| *n == name) {
             return Ok(v.clone());
         }
-        self.inputs.get(name).map(Val::of).ok_or(Unknown)
+        match self.inputs.get(name).ok_or(Unknown)? {
+            Input::Json(json) => Ok(Val::of(json)),
+            Input::Document(doc) => Ok(Val::of_document(*doc)),
+        }
     }
 
     /// Every node's visit runs here; the larger nodes' work is in functions kept out of it
@@ -298,12 +301,9 @@ fn binary<'a>(op: Op, a: Val<'a>, b: Val<'a>) -> Outcome<'a> {
                     Val::String(joined.into())
                 }
                 _ => {
-                    let (Val::List(_) | Val::Json(Json::Array(_))) = a else {
+                    if !a.is_list() || !b.is_list() {
                         return Err(Unknown);
-                    };
-                    let (Val::List(_) | Val::Json(Json::Array(_))) = b else {
-                        return Err(Unknown);
-                    };
+                    }
                     let mut out: Vec<Val<'a>> = a.items()?.collect();
                     out.extend(b.items()?);
                     Val::List(Rc::new(out))

@@ -28,6 +28,8 @@ pub(crate) enum Val<'a> {
     Duration(chrono::Duration),
     /// A JSON array or object of an input (scalars are read into the variants above).
     Json(&'a Json),
+    /// An array or object of a document input.
+    Doc(zen_json::Value<'a>),
     List(Rc<Vec<Val<'a>>>),
     /// Built by a map literal; keys are scalars, in the literal's order.
     Map(Rc<Vec<(Val<'a>, Val<'a>)>>),
@@ -55,6 +57,23 @@ impl<'a> Val<'a> {
         }
     }
 
+    /// A document's value as CEL sees it, as [`Val::of`] sees JSON.
+    pub(crate) fn of_document(value: zen_json::Value<'a>) -> Self {
+        use zen_json::{Kind, Number};
+        match value.kind() {
+            Kind::Null => Val::Null,
+            Kind::Bool => Val::Bool(value.as_bool().unwrap_or_default()),
+            Kind::Number => match value.as_number() {
+                Some(Number::Int(i)) => Val::Int(i),
+                Some(Number::Uint(u)) => Val::Uint(u),
+                Some(Number::Float(f)) => Val::Double(f),
+                None => Val::Null,
+            },
+            Kind::String => Val::Str(value.as_str().unwrap_or_default()),
+            Kind::Array | Kind::Object => Val::Doc(value),
+        }
+    }
+
     pub(crate) fn as_str(&self) -> Option<&str> {
         match self {
             Val::Str(s) => Some(s),
@@ -67,12 +86,18 @@ impl<'a> Val<'a> {
         matches!(self, Val::Int(_) | Val::Uint(_) | Val::Double(_))
     }
 
-    fn is_list(&self) -> bool {
-        matches!(self, Val::List(_) | Val::Json(Json::Array(_)))
+    pub(crate) fn is_list(&self) -> bool {
+        match self {
+            Val::Doc(d) => d.kind() == zen_json::Kind::Array,
+            _ => matches!(self, Val::List(_) | Val::Json(Json::Array(_))),
+        }
     }
 
     fn is_map(&self) -> bool {
-        matches!(self, Val::Map(_) | Val::Json(Json::Object(_)))
+        match self {
+            Val::Doc(d) => d.kind() == zen_json::Kind::Object,
+            _ => matches!(self, Val::Map(_) | Val::Json(Json::Object(_))),
+        }
     }
 
     /// `size()`: characters of a string, elements of a list or map.
@@ -81,6 +106,7 @@ impl<'a> Val<'a> {
             Val::Str(_) | Val::String(_) => self.as_str().map(|s| s.chars().count()),
             Val::Json(Json::Array(a)) => Some(a.len()),
             Val::Json(Json::Object(o)) => Some(o.len()),
+            Val::Doc(d) => d.len(),
             Val::List(l) => Some(l.len()),
             Val::Map(m) => Some(m.len()),
             _ => None,
@@ -103,6 +129,16 @@ impl<'a> Val<'a> {
         Ok(match self {
             Val::Json(Json::Array(a)) => Items::Json(a.iter()),
             Val::Json(Json::Object(o)) => Items::Keys(o.keys()),
+            Val::Doc(d) => match (d.elements(), d.entries()) {
+                (Some(elements), _) => Items::Doc(elements),
+                // In key order, as a `serde_json` map's keys come.
+                (None, Some(entries)) => {
+                    let mut keys: Vec<&'a str> = entries.map(|(k, _)| k).collect();
+                    keys.sort_unstable();
+                    Items::DocKeys(keys.into_iter())
+                }
+                (None, None) => return Err(Unknown),
+            },
             Val::List(l) => Items::List(l.clone(), 0),
             Val::Map(m) => Items::MapKeys(m.clone(), 0),
             _ => return Err(Unknown),
@@ -113,6 +149,9 @@ impl<'a> Val<'a> {
     pub(crate) fn field(&self, name: &str) -> Outcome<'a> {
         match self {
             Val::Json(Json::Object(o)) => get(o, name).map(Val::of).ok_or(Unknown),
+            Val::Doc(d) if d.kind() == zen_json::Kind::Object => {
+                d.get(name).map(Val::of_document).ok_or(Unknown)
+            }
             Val::Map(m) => lookup(m, &Val::Str(name))?.ok_or(Unknown),
             _ => Err(Unknown),
         }
@@ -122,6 +161,9 @@ impl<'a> Val<'a> {
     pub(crate) fn has(&self, name: &str) -> Outcome<'a> {
         match self {
             Val::Json(Json::Object(o)) => Ok(Val::Bool(get(o, name).is_some())),
+            Val::Doc(d) if d.kind() == zen_json::Kind::Object => {
+                Ok(Val::Bool(d.get(name).is_some()))
+            }
             Val::Map(m) => Ok(Val::Bool(lookup(m, &Val::Str(name))?.is_some())),
             _ => Err(Unknown),
         }
@@ -143,6 +185,15 @@ impl<'a> Val<'a> {
             (Val::Json(Json::Object(o)), key) => get(o, key.as_str().ok_or(Unknown)?)
                 .map(Val::of)
                 .ok_or(Unknown),
+            (Val::Doc(d), Val::Int(i)) if d.kind() == zen_json::Kind::Array => usize::try_from(*i)
+                .ok()
+                .and_then(|i| d.index(i))
+                .map(Val::of_document)
+                .ok_or(Unknown),
+            (Val::Doc(d), key) if d.kind() == zen_json::Kind::Object => d
+                .get(key.as_str().ok_or(Unknown)?)
+                .map(Val::of_document)
+                .ok_or(Unknown),
             (Val::Map(m), key) => lookup(m, key)?.ok_or(Unknown),
             _ => Err(Unknown),
         }
@@ -152,8 +203,11 @@ impl<'a> Val<'a> {
     pub(crate) fn contains(&self, x: &Val<'_>) -> Result<bool, Unknown> {
         match self {
             Val::Json(Json::Object(o)) => Ok(get(o, x.as_str().ok_or(Unknown)?).is_some()),
+            Val::Doc(d) if d.kind() == zen_json::Kind::Object => {
+                Ok(d.get(x.as_str().ok_or(Unknown)?).is_some())
+            }
             Val::Map(m) => Ok(lookup(m, x)?.is_some()),
-            Val::Json(Json::Array(_)) | Val::List(_) => {
+            v if v.is_list() => {
                 let mut undecided = false;
                 for item in self.items()? {
                     match equal(&item, x) {
@@ -180,6 +234,7 @@ impl<'a> Val<'a> {
             Val::String(s) => Json::String(s.to_string()),
             Val::Duration(d) => Json::String(crate::convert::format_duration(*d)),
             Val::Json(j) => (*j).clone(),
+            Val::Doc(d) => d.to_serde(),
             Val::List(l) => Json::Array(l.iter().map(Val::to_json).collect::<Result<_, _>>()?),
             Val::Map(m) => {
                 let mut out = serde_json::Map::new();
@@ -218,6 +273,8 @@ fn get<'a>(object: &'a serde_json::Map<String, Json>, name: &str) -> Option<&'a 
 pub(crate) enum Items<'a> {
     Json(std::slice::Iter<'a, Json>),
     Keys(serde_json::map::Keys<'a>),
+    Doc(zen_json::Elements<'a>),
+    DocKeys(std::vec::IntoIter<&'a str>),
     List(Rc<Vec<Val<'a>>>, usize),
     MapKeys(Rc<Vec<(Val<'a>, Val<'a>)>>, usize),
 }
@@ -229,6 +286,8 @@ impl<'a> Iterator for Items<'a> {
         match self {
             Items::Json(i) => i.next().map(Val::of),
             Items::Keys(k) => k.next().map(|k| Val::Str(k)),
+            Items::Doc(e) => e.next().map(Val::of_document),
+            Items::DocKeys(k) => k.next().map(Val::Str),
             Items::List(l, at) => {
                 let v = l.get(*at).cloned();
                 *at += 1;
