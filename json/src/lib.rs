@@ -8,11 +8,14 @@
 //! is `serde_json`'s own, and a key an object repeats reads as its last value, as
 //! `serde_json::Map` keeps it.
 
+mod de;
 mod parse;
+mod read;
 mod value;
 
 pub use parse::{Error, MAX_DEPTH};
-pub use value::{Elements, Entries, Kind, Number, Value};
+pub use read::ReadJson;
+pub use value::{Elements, Entries, Kind, Number, SortedEntries, Value};
 
 /// A parsed document borrowing its text.
 #[derive(Debug, Clone)]
@@ -49,11 +52,9 @@ enum Node {
         len: u32,
         end: u32,
     },
-    /// `len` distinct keys.
-    Object {
-        len: u32,
-        end: u32,
-    },
+    /// `len` distinct keys; `sorted` when they come in order, none repeated, as
+    /// kube-apiserver writes the objects of custom resources.
+    Object { len: u32, end: u32, sorted: bool },
 }
 
 impl<'t> Document<'t> {

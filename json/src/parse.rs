@@ -224,20 +224,20 @@ impl Parser<'_> {
     fn close(&mut self) -> Step<()> {
         let open = self.stack.pop().ok_or(Refused)?;
         let end = small(self.nodes.len());
-        let len = if open.object {
-            self.distinct_keys(open.at, open.len)
-        } else {
-            open.len
-        };
         self.nodes[open.at] = if open.object {
-            Node::Object { len, end }
+            let (len, sorted) = self.distinct_keys(open.at, open.len);
+            Node::Object { len, end, sorted }
         } else {
-            Node::Array { len, end }
+            Node::Array {
+                len: open.len,
+                end,
+            }
         };
         Ok(())
     }
 
-    fn distinct_keys(&mut self, at: usize, entries: u32) -> u32 {
+    /// How many distinct keys the object at `at` has, and whether they are in order.
+    fn distinct_keys(&mut self, at: usize, entries: u32) -> (u32, bool) {
         let mut keys = std::mem::take(&mut self.keys);
         keys.clear();
         let mut i = at + 1;
@@ -249,7 +249,12 @@ impl Parser<'_> {
             text: self.text,
             unescaped: &self.unescaped,
         };
-        let distinct = if keys.len() <= PAIRWISE {
+        let sorted = keys
+            .windows(2)
+            .all(|w| doc.of(self.nodes[w[0]]) < doc.of(self.nodes[w[1]]));
+        let distinct = if sorted {
+            keys.len()
+        } else if keys.len() <= PAIRWISE {
             let mut n = 0;
             for (k, &key) in keys.iter().enumerate() {
                 let s = doc.of(self.nodes[key]);
@@ -272,7 +277,7 @@ impl Parser<'_> {
         if distinct != entries {
             self.repeats = true;
         }
-        distinct
+        (distinct, sorted)
     }
 
     fn literal(&mut self, word: &[u8], node: Node) -> Step<()> {

@@ -198,7 +198,7 @@ impl<'d> Value<'d> {
     /// The entries of an object in the text's order; a repeated key once, with its last value.
     pub fn entries(&self) -> Option<Entries<'d>> {
         match self.node() {
-            Node::Object { len, end } => Some(Entries {
+            Node::Object { len, end, .. } => Some(Entries {
                 doc: self.doc,
                 at: self.at + 1,
                 end: end as usize,
@@ -206,6 +206,22 @@ impl<'d> Value<'d> {
             }),
             _ => None,
         }
+    }
+
+    /// The entries of an object in the order of their keys, as a `serde_json::Map` keeps
+    /// them; without a copy where the text has them in order.
+    pub fn sorted_entries(&self) -> Option<SortedEntries<'d>> {
+        let Node::Object { sorted, .. } = self.node() else {
+            return None;
+        };
+        let entries = self.entries()?;
+        Some(if sorted {
+            SortedEntries::InOrder(entries)
+        } else {
+            let mut all: Vec<_> = entries.collect();
+            all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            SortedEntries::Sorted(all.into_iter())
+        })
     }
 
     /// The same value as a `serde_json::Value`.
@@ -234,6 +250,23 @@ impl<'d> Value<'d> {
                     .map(|(k, v)| (k.to_owned(), v.to_serde()))
                     .collect(),
             ),
+        }
+    }
+}
+
+/// The entries of an object in the order of their keys.
+pub enum SortedEntries<'d> {
+    InOrder(Entries<'d>),
+    Sorted(std::vec::IntoIter<(&'d str, Value<'d>)>),
+}
+
+impl<'d> Iterator for SortedEntries<'d> {
+    type Item = (&'d str, Value<'d>);
+
+    fn next(&mut self) -> Option<(&'d str, Value<'d>)> {
+        match self {
+            Self::InOrder(e) => e.next(),
+            Self::Sorted(e) => e.next(),
         }
     }
 }

@@ -49,6 +49,9 @@ fn same(value: Value<'_>, json: &Json, text: &str) {
                 assert_eq!(value.get(k), Some(v), "{text:?}: {k:?}");
                 same(v, &map[k], text);
             }
+            let sorted: Vec<_> = value.sorted_entries().expect("an object").collect();
+            assert!(sorted.iter().map(|(k, _)| *k).eq(map.keys().map(String::as_str)));
+            assert!(sorted.iter().all(|(k, v)| value.get(k) == Some(*v)), "{text:?}");
             assert!(value.get("no such key \u{1}").is_none());
             assert!(value.elements().is_none());
         }
