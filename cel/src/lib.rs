@@ -54,13 +54,14 @@ impl Program {
 
     /// Evaluates with one more variable bound on top of `vars` (an array element, say),
     /// without converting `vars` again.
-    pub fn evaluate_with(
+    pub fn evaluate_with<'v>(
         &self,
         vars: &Variables,
         name: &str,
-        value: &Json,
+        value: impl Into<Bound<'v>>,
         budget: &mut Budget,
     ) -> Result<Json, EvalError> {
+        let value = value.into();
         if let Some(v) = self.direct(vars, Some((name, value)), budget, |v| v.to_json()) {
             return Ok(v);
         }
@@ -79,13 +80,14 @@ impl Program {
 
     /// [`evaluate_bool`](Self::evaluate_bool) with one more variable bound, as
     /// [`evaluate_with`](Self::evaluate_with) binds it.
-    pub fn evaluate_bool_with(
+    pub fn evaluate_bool_with<'v>(
         &self,
         vars: &Variables,
         name: &str,
-        value: &Json,
+        value: impl Into<Bound<'v>>,
         budget: &mut Budget,
     ) -> Result<bool, EvalError> {
+        let value = value.into();
         if let Some(b) = self.direct(vars, Some((name, value)), budget, direct_bool) {
             return Ok(b);
         }
@@ -96,11 +98,15 @@ impl Program {
         &self,
         vars: &Variables,
         name: &str,
-        value: &Json,
+        value: Bound<'_>,
         budget: &mut Budget,
     ) -> Result<cel::Value, EvalError> {
         let mut scope = vars.context().new_inner_scope();
-        scope.add_variable_as_val(name, from_json(value));
+        let value = match value {
+            Bound::Json(json) => from_json(json),
+            Bound::Document(doc) => from_json(&doc.to_serde()),
+        };
+        scope.add_variable_as_val(name, value);
         budget::run(budget, || cel::Value::resolve(&self.expr, &scope))
     }
 
@@ -121,7 +127,7 @@ impl Program {
     fn direct<'a, T>(
         &'a self,
         vars: &'a Variables<'a>,
-        extra: Option<(&'a str, &'a Json)>,
+        extra: Option<(&'a str, Bound<'a>)>,
         budget: &mut Budget,
         finish: impl FnOnce(direct::Val<'a>) -> Result<T, direct::Unknown>,
     ) -> Option<T> {
@@ -146,6 +152,25 @@ fn boolean(v: cel::Value) -> Result<bool, EvalError> {
             want: "bool",
             got: other.type_of().to_string(),
         }),
+    }
+}
+
+/// A value bound on top of the variables for one evaluation: JSON, or a document's value.
+#[derive(Debug, Clone, Copy)]
+pub enum Bound<'v> {
+    Json(&'v Json),
+    Document(zen_json::Value<'v>),
+}
+
+impl<'v> From<&'v Json> for Bound<'v> {
+    fn from(json: &'v Json) -> Self {
+        Self::Json(json)
+    }
+}
+
+impl<'v> From<zen_json::Value<'v>> for Bound<'v> {
+    fn from(value: zen_json::Value<'v>) -> Self {
+        Self::Document(value)
     }
 }
 
@@ -424,7 +449,7 @@ mod tests {
             let got = p.evaluate_with(&v, "self", &element, &mut direct);
             assert_eq!(got, Ok(want), "{e}");
             let interpreted = p
-                .interpret_with(&v, "self", &element, &mut reference)
+                .interpret_with(&v, "self", Bound::Json(&element), &mut reference)
                 .and_then(|r| to_json(&r));
             assert_eq!(got, interpreted, "{e}");
             assert_eq!(direct.spent(), reference.spent(), "{e}");

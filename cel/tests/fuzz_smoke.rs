@@ -898,6 +898,20 @@ fn run_any(
     let mut budget = Budget::new(BUDGET);
     let r = program.evaluate_with(vars, "self", &bound, &mut budget);
     check(what, &r, &budget, out);
+    // Bound as a document's value instead, with the same answer.
+    let text = bound.to_string();
+    let doc = Document::parse(&text).expect("JSON");
+    let mut doc_budget = Budget::new(BUDGET);
+    let from_doc = program.evaluate_with(vars, "self", doc.root(), &mut doc_budget);
+    if !expr.contains('{') {
+        agree(
+            what,
+            "self from JSON, then from a document",
+            &r,
+            &from_doc,
+            |a, b| same_json(a, b) || same_elements(a, b),
+        );
+    }
 }
 
 #[test]

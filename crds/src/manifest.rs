@@ -55,8 +55,13 @@ pub enum Object {
     Other(Value),
 }
 
-/// Decodes one JSON value into `T`, naming the failing field.
-pub fn decode<T: DeserializeOwned>(value: &Value) -> Result<T, DecodeError> {
+/// Decodes one JSON value (a `&serde_json::Value` or a document's value) into `T`, naming
+/// the failing field.
+pub fn decode<'de, T, D>(value: D) -> Result<T, DecodeError>
+where
+    T: DeserializeOwned,
+    D: serde::Deserializer<'de> + Copy,
+{
     // Tracking the path costs as much as decoding: only a failure is decoded again with it.
     if let Ok(decoded) = T::deserialize(value) {
         return Ok(decoded);

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use serde_json::Value;
+use zen_json::{Kind, Number, ReadJson};
 
 /// Deepest nesting walked; deeper input is refused instead of risking the stack.
 const MAX_DEPTH: usize = 64;
@@ -211,7 +212,7 @@ impl SchemaValidator {
     /// Validates `object` in place: unknown fields are pruned unless `unknown` is Strict.
     /// `apiVersion`, `kind` and `metadata` at the root are left to the API layer.
     pub fn validate(&self, object: &mut Value, unknown: UnknownFields) -> Validated {
-        let (out, pruned) = self.walk(object, unknown);
+        let (out, pruned) = self.walk(&*object, unknown);
         for place in pruned {
             remove(object, &place);
         }
@@ -219,15 +220,20 @@ impl SchemaValidator {
     }
 
     /// Validates `object` as [`validate`](Self::validate) does with `Strict`, which changes
-    /// nothing, so the object need not be copied to be checked.
-    pub fn check(&self, object: &Value) -> Validated {
+    /// nothing, so the object need not be copied to be checked: a `serde_json` value or a
+    /// document's.
+    pub fn check<'v>(&self, object: impl ReadJson<'v>) -> Validated {
         self.walk(object, UnknownFields::Strict).0
     }
 
     /// The outcome, and the places of the fields to prune.
-    fn walk(&self, object: &Value, unknown: UnknownFields) -> (Validated, Vec<Vec<Place>>) {
+    fn walk<'v>(
+        &self,
+        object: impl ReadJson<'v>,
+        unknown: UnknownFields,
+    ) -> (Validated, Vec<Vec<Place>>) {
         let mut out = Validated::default();
-        let Some(map) = object.as_object() else {
+        if object.kind() != Kind::Object {
             out.errors.push(FieldError {
                 kind: ErrorKind::TypeInvalid,
                 field: String::new(),
@@ -241,8 +247,8 @@ impl SchemaValidator {
             steps: Vec::new(),
             pruned: Vec::new(),
         };
-        for (key, value) in map {
-            if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
+        for (key, value) in object.sorted_entries() {
+            if matches!(key, "apiVersion" | "kind" | "metadata") {
                 continue;
             }
             match self.root.property(key) {
@@ -255,7 +261,7 @@ impl SchemaValidator {
             }
         }
         for r in &self.root.required {
-            if !map.contains_key(r) {
+            if object.get(r).is_none() {
                 walker.push(ErrorKind::Required, r, format!("{r}: Required value"));
             }
         }
@@ -306,10 +312,10 @@ struct Walker<'a, 'v> {
     pruned: Vec<Vec<Place>>,
 }
 
-fn go_string(v: &Value) -> String {
-    match v {
-        Value::String(s) => format!("{s:?}"),
-        other => other.to_string(),
+fn go_string<'v>(v: impl ReadJson<'v>) -> String {
+    match v.as_str() {
+        Some(s) => format!("{s:?}"),
+        None => v.to_serde().to_string(),
     }
 }
 
@@ -336,15 +342,17 @@ impl JsonType {
         Self::Object,
     ];
 
-    fn of(v: &Value) -> Self {
-        match v {
-            Value::Null => Self::Null,
-            Value::Bool(_) => Self::Boolean,
-            Value::Number(n) if n.is_i64() || n.is_u64() => Self::Integer,
-            Value::Number(_) => Self::Number,
-            Value::String(_) => Self::String,
-            Value::Array(_) => Self::Array,
-            Value::Object(_) => Self::Object,
+    fn of<'v>(v: impl ReadJson<'v>) -> Self {
+        match v.kind() {
+            Kind::Null => Self::Null,
+            Kind::Bool => Self::Boolean,
+            Kind::Number => match v.as_number() {
+                Some(Number::Int(_) | Number::Uint(_)) => Self::Integer,
+                _ => Self::Number,
+            },
+            Kind::String => Self::String,
+            Kind::Array => Self::Array,
+            Kind::Object => Self::Object,
         }
     }
 
@@ -438,7 +446,7 @@ impl<'v> Walker<'_, 'v> {
     }
 
     /// Checks `value`, where [`steps`](Self::steps) say it is.
-    fn walk(&mut self, schema: &Node, value: &'v Value, depth: usize) {
+    fn walk(&mut self, schema: &Node, value: impl ReadJson<'v>, depth: usize) {
         if depth > MAX_DEPTH {
             let path = &self.path();
             self.push(
@@ -448,7 +456,7 @@ impl<'v> Walker<'_, 'v> {
             );
             return;
         }
-        if value.is_null() {
+        if value.kind() == Kind::Null {
             if schema.nullable {
                 return;
             }
@@ -470,7 +478,7 @@ impl<'v> Walker<'_, 'v> {
             }
         }
         if let Some(options) = &schema.enumeration
-            && !options.contains(value)
+            && !options.iter().any(|o| value.equals(o))
         {
             let path = &self.path();
             let supported: Vec<String> = options.iter().map(go_string).collect();
@@ -484,40 +492,38 @@ impl<'v> Walker<'_, 'v> {
                 ),
             );
         }
-        match value {
-            Value::String(s) => self.string(schema, s),
-            Value::Number(n) => self.number(schema, n),
-            Value::Array(items) => {
+        match value.kind() {
+            Kind::String => self.string(schema, value.as_str().unwrap_or_default()),
+            Kind::Number => self.number(schema, value),
+            Kind::Array => {
+                let len = value.size().unwrap_or_default();
                 if let Some(max) = schema.max_items
-                    && items.len() as u64 > max
+                    && len as u64 > max
                 {
                     let path = &self.path();
                     self.push(
                         ErrorKind::TooMany,
                         path,
-                        format!(
-                            "{path}: Too many: {}: must have at most {max} items",
-                            items.len()
-                        ),
+                        format!("{path}: Too many: {len}: must have at most {max} items"),
                     );
                 }
                 if let Some(min) = schema.min_items
-                    && (items.len() as u64) < min
+                    && (len as u64) < min
                 {
                     let path = &self.path();
-                    self.push(ErrorKind::Invalid, path, format!("{path}: Invalid value: {}: {path} in body should have at least {min} items", items.len()));
+                    self.push(ErrorKind::Invalid, path, format!("{path}: Invalid value: {len}: {path} in body should have at least {min} items"));
                 }
-                self.list_type(schema, items);
+                self.list_type(schema, value);
                 if let Some(item_schema) = &schema.items {
-                    for (i, item) in items.iter().enumerate() {
+                    for (i, item) in value.elements().enumerate() {
                         self.steps.push(Step::Index(i));
                         self.walk(item_schema, item, depth + 1);
                         self.steps.pop();
                     }
                 }
             }
-            Value::Object(map) => {
-                for (key, v) in map {
+            Kind::Object => {
+                for (key, v) in value.sorted_entries() {
                     let below = match schema.property(key) {
                         Some(s) => Some(s),
                         None => match &schema.additional {
@@ -544,13 +550,13 @@ impl<'v> Walker<'_, 'v> {
                     }
                 }
                 for r in &schema.required {
-                    if !map.contains_key(r) {
+                    if value.get(r).is_none() {
                         let f = self.path_to(r);
                         self.push(ErrorKind::Required, &f, format!("{f}: Required value"));
                     }
                 }
             }
-            Value::Bool(_) | Value::Null => {}
+            Kind::Bool | Kind::Null => {}
         }
     }
 
@@ -596,25 +602,37 @@ impl<'v> Walker<'_, 'v> {
         }
     }
 
-    fn number(&mut self, schema: &Node, n: &serde_json::Number) {
-        let Some(x) = n.as_f64() else { return };
+    fn number(&mut self, schema: &Node, value: impl ReadJson<'v>) {
+        let x = match value.as_number() {
+            Some(Number::Int(i)) => i as f64,
+            Some(Number::Uint(u)) => u as f64,
+            Some(Number::Float(f)) => f,
+            None => return,
+        };
+        // As `serde_json` writes the number, only for a message.
+        let n = || value.to_serde();
         if let Some(min) = schema.minimum
             && x < min
         {
             let path = &self.path();
-            self.push(ErrorKind::Invalid, path, format!("{path}: Invalid value: {n}: {path} in body should be greater than or equal to {min}"));
+            self.push(ErrorKind::Invalid, path, format!("{path}: Invalid value: {}: {path} in body should be greater than or equal to {min}", n()));
         }
         if let Some(max) = schema.maximum
             && x > max
         {
             let path = &self.path();
-            self.push(ErrorKind::Invalid, path, format!("{path}: Invalid value: {n}: {path} in body should be less than or equal to {max}"));
+            self.push(ErrorKind::Invalid, path, format!("{path}: Invalid value: {}: {path} in body should be less than or equal to {max}", n()));
         }
     }
 
-    fn list_type(&mut self, schema: &Node, items: &[Value]) {
+    fn list_type(&mut self, schema: &Node, list: impl ReadJson<'v>) {
+        // One element or none repeats nothing.
+        if matches!(schema.list, ListType::Atomic) || list.size().unwrap_or_default() < 2 {
+            return;
+        }
         match &schema.list {
             ListType::Set => {
+                let items: Vec<Value> = list.elements().map(ReadJson::to_serde).collect();
                 for (i, item) in items.iter().enumerate() {
                     if items[..i].contains(item) {
                         let path = &self.path();
@@ -627,18 +645,21 @@ impl<'v> Walker<'_, 'v> {
                 }
             }
             ListType::Map(keys) => {
-                let key_of = |item: &Value| -> Vec<Value> {
-                    keys.iter()
-                        .map(|k| item.get(k).cloned().unwrap_or(Value::Null))
-                        .collect()
-                };
-                for (i, item) in items.iter().enumerate() {
-                    let k = key_of(item);
-                    if items[..i].iter().any(|other| key_of(other) == k) {
+                // Only the key fields are compared, so only they are copied.
+                let key_values: Vec<Vec<Value>> = list
+                    .elements()
+                    .map(|item| {
+                        keys.iter()
+                            .map(|k| item.get(k).map_or(Value::Null, ReadJson::to_serde))
+                            .collect()
+                    })
+                    .collect();
+                for (i, k) in key_values.iter().enumerate() {
+                    if key_values[..i].contains(k) {
                         let path = &self.path();
                         let shown: Vec<String> = keys
                             .iter()
-                            .zip(&k)
+                            .zip(k)
                             .map(|(n, v)| format!("\"{n}\":{v}"))
                             .collect();
                         self.push(
@@ -657,16 +678,16 @@ impl<'v> Walker<'_, 'v> {
     }
 }
 
-fn too_deep(v: &Value, depth: usize) -> bool {
+fn too_deep<'v, V: ReadJson<'v>>(v: V, depth: usize) -> bool {
     // Iterative, so the check itself cannot overflow the stack.
     let mut stack = vec![(v, depth)];
     while let Some((v, d)) = stack.pop() {
         if d > MAX_DEPTH {
             return true;
         }
-        match v {
-            Value::Array(a) => stack.extend(a.iter().map(|x| (x, d + 1))),
-            Value::Object(m) => stack.extend(m.values().map(|x| (x, d + 1))),
+        match v.kind() {
+            Kind::Array => stack.extend(v.elements().map(|x| (x, d + 1))),
+            Kind::Object => stack.extend(v.sorted_entries().map(|(_, x)| (x, d + 1))),
             _ => {}
         }
     }
@@ -794,6 +815,95 @@ mod tests {
                 {"name": "b", "type": "kubernetesEvents"}
             ]})
         );
+    }
+
+    /// A document is checked as the same object as a `serde_json` value is: the same errors,
+    /// fields and order, with its keys in any order.
+    #[test]
+    fn documents_are_checked_as_json_values_are() {
+        let observations = schema_of(Observation::crd());
+        let ingestors = schema_of(Ingestor::crd());
+        let cases = [
+            (
+                &observations,
+                obs(
+                    json!({"source": "falco", "category": "security", "severity": "high", "eventType": "runtime_alert",
+                "details": {"deep": {"a": [1, {"b": null}]}}, "detectedAt": "2026-01-01T00:00:00Z"}),
+                ),
+            ),
+            (
+                &observations,
+                obs(
+                    json!({"source": "falco", "category": "security", "severity": "CRITICAL", "eventType": "x"}),
+                ),
+            ),
+            (
+                &observations,
+                obs(
+                    json!({"category": "security", "severity": "low", "eventType": "Bad Type", "ttlSecondsAfterCreation": 0}),
+                ),
+            ),
+            (
+                &observations,
+                obs(
+                    json!({"source": 5, "category": "security", "severity": "low", "eventType": "x", "detectedAt": "yesterday", "colour": "red"}),
+                ),
+            ),
+            (
+                &observations,
+                obs(
+                    json!({"source": "a", "category": "cost", "severity": "info", "eventType": "x", "ttlSecondsAfterCreation": 1.5}),
+                ),
+            ),
+            (&observations, json!([1, 2])),
+            (
+                &ingestors,
+                json!({"metadata": {}, "spec": {"sources": [
+                {"name": "a", "type": "kubernetesEvents"},
+                {"name": "b", "type": "kubernetesEvents", "bogus": 1, "events": {"odd": true}}
+            ], "extra": "x"}}),
+            ),
+            (
+                &ingestors,
+                json!({"metadata": {}, "spec": {"sources": [
+                {"name": "a", "type": "kubernetesEvents"}, {"name": "a", "type": "kubernetesEvents"}]}}),
+            ),
+            (
+                &ingestors,
+                json!({"metadata": {}, "spec": {"sources": null, "ttl": {"max": 5}}}),
+            ),
+        ];
+        for (schema, object) in cases {
+            let want = schema.check(&object);
+            // In the order serde_json writes, and reversed, which leaves no object sorted.
+            let sorted = object.to_string();
+            let doc = zen_json::Document::parse(&sorted).unwrap();
+            let got = schema.check(doc.root());
+            assert_eq!(got.errors, want.errors, "{sorted}");
+            assert_eq!(got.warnings, want.warnings, "{sorted}");
+            let reversed = reversed_keys(&object);
+            let doc = zen_json::Document::parse(&reversed).unwrap();
+            assert_eq!(schema.check(doc.root()).errors, want.errors, "{reversed}");
+        }
+    }
+
+    /// `v`'s text with every object's keys in reverse order.
+    fn reversed_keys(v: &Value) -> String {
+        match v {
+            Value::Object(m) => {
+                let fields: Vec<String> = m
+                    .iter()
+                    .rev()
+                    .map(|(k, v)| format!("{}:{}", Value::from(k.as_str()), reversed_keys(v)))
+                    .collect();
+                format!("{{{}}}", fields.join(","))
+            }
+            Value::Array(a) => {
+                let items: Vec<String> = a.iter().map(reversed_keys).collect();
+                format!("[{}]", items.join(","))
+            }
+            other => other.to_string(),
+        }
     }
 
     #[test]

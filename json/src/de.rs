@@ -202,11 +202,7 @@ impl<'d> Deserializer<'d> for Value<'d> {
         self.visit_array(visitor)
     }
 
-    fn deserialize_tuple<V: Visitor<'d>>(
-        self,
-        _len: usize,
-        visitor: V,
-    ) -> Result<V::Value, Error> {
+    fn deserialize_tuple<V: Visitor<'d>>(self, _len: usize, visitor: V) -> Result<V::Value, Error> {
         self.visit_array(visitor)
     }
 
@@ -278,13 +274,17 @@ struct Map<'d> {
 impl<'d> MapAccess<'d> for Map<'d> {
     type Error = Error;
 
-    fn next_key_seed<K: DeserializeSeed<'d>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'d>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
         let Some((key, value)) = self.entries.next() else {
             return Ok(None);
         };
         self.value = Some(value);
         self.left = self.left.saturating_sub(1);
-        seed.deserialize(BorrowedStrDeserializer::new(key)).map(Some)
+        seed.deserialize(BorrowedStrDeserializer::new(key))
+            .map(Some)
     }
 
     fn next_value_seed<T: DeserializeSeed<'d>>(&mut self, seed: T) -> Result<T::Value, Error> {
@@ -308,7 +308,10 @@ impl<'d> EnumAccess<'d> for Enum<'d> {
     type Error = Error;
     type Variant = Variant<'d>;
 
-    fn variant_seed<V: DeserializeSeed<'d>>(self, seed: V) -> Result<(V::Value, Variant<'d>), Error> {
+    fn variant_seed<V: DeserializeSeed<'d>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, Variant<'d>), Error> {
         let variant = seed.deserialize(BorrowedStrDeserializer::<Error>::new(self.variant))?;
         Ok((variant, Variant(self.value)))
     }
@@ -329,7 +332,10 @@ impl<'d> VariantAccess<'d> for Variant<'d> {
     fn newtype_variant_seed<T: DeserializeSeed<'d>>(self, seed: T) -> Result<T::Value, Error> {
         match self.0 {
             Some(v) => seed.deserialize(v),
-            None => Err(Error::invalid_type(Unexpected::UnitVariant, &"newtype variant")),
+            None => Err(Error::invalid_type(
+                Unexpected::UnitVariant,
+                &"newtype variant",
+            )),
         }
     }
 
@@ -343,7 +349,10 @@ impl<'d> VariantAccess<'d> for Variant<'d> {
                 }
             }
             Some(v) => Err(v.invalid_type(&"tuple variant")),
-            None => Err(Error::invalid_type(Unexpected::UnitVariant, &"tuple variant")),
+            None => Err(Error::invalid_type(
+                Unexpected::UnitVariant,
+                &"tuple variant",
+            )),
         }
     }
 
@@ -355,7 +364,10 @@ impl<'d> VariantAccess<'d> for Variant<'d> {
         match self.0 {
             Some(v) if v.kind() == Kind::Object => v.visit_object(visitor),
             Some(v) => Err(v.invalid_type(&"struct variant")),
-            None => Err(Error::invalid_type(Unexpected::UnitVariant, &"struct variant")),
+            None => Err(Error::invalid_type(
+                Unexpected::UnitVariant,
+                &"struct variant",
+            )),
         }
     }
 }

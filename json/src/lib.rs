@@ -54,19 +54,32 @@ enum Node {
     },
     /// `len` distinct keys; `sorted` when they come in order, none repeated, as
     /// kube-apiserver writes the objects of custom resources.
-    Object { len: u32, end: u32, sorted: bool },
+    Object {
+        len: u32,
+        end: u32,
+        sorted: bool,
+    },
 }
 
 impl<'t> Document<'t> {
-    /// Reads `text`, which must be one JSON value with only whitespace around it.
+    /// Reads `text`, which must be one JSON value with only whitespace around it, nested
+    /// at most [`MAX_DEPTH`] levels.
     pub fn parse(text: &'t str) -> Result<Self, Error> {
-        parse::parse(text)
+        parse::parse(text, MAX_DEPTH)
     }
 
     /// Reads `bytes`, which must be UTF-8.
     pub fn parse_bytes(bytes: &'t [u8]) -> Result<Self, Error> {
+        Self::parse_bytes_nested(bytes, MAX_DEPTH)
+    }
+
+    /// Reads `bytes` nested at most `max_depth` levels: for texts whose deep parts are
+    /// skipped by their readers, which then check the [`depth`](Value::depth) of what they
+    /// read. Reading needs no call stack, but converting a value into `serde_json` or a
+    /// typed value recurses, so such values must be no deeper than [`MAX_DEPTH`].
+    pub fn parse_bytes_nested(bytes: &'t [u8], max_depth: usize) -> Result<Self, Error> {
         match std::str::from_utf8(bytes) {
-            Ok(text) => Self::parse(text),
+            Ok(text) => parse::parse(text, max_depth),
             Err(_) => Err(parse::serde_error(bytes)),
         }
     }

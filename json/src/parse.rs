@@ -6,7 +6,8 @@ use std::fmt;
 
 use crate::{Document, Node};
 
-/// Containers nested deeper than this are refused, as `serde_json` refuses them.
+/// Containers nested deeper than this are refused by [`Document::parse`](crate::Document::parse),
+/// as `serde_json` refuses them.
 pub const MAX_DEPTH: usize = 127;
 
 /// Objects up to this many keys are checked for a repeated key pair by pair; larger ones by
@@ -56,6 +57,9 @@ struct Open {
     at: usize,
     len: u32,
     object: bool,
+    /// An object's latest key node, and whether its keys have come in order so far.
+    last_key: Option<usize>,
+    sorted: bool,
 }
 
 struct Parser<'t> {
@@ -68,9 +72,10 @@ struct Parser<'t> {
     stack: Vec<Open>,
     /// Key nodes of the object being closed, reused.
     keys: Vec<usize>,
+    max_depth: usize,
 }
 
-pub(crate) fn parse(text: &str) -> Result<Document<'_>, Error> {
+pub(crate) fn parse(text: &str, max_depth: usize) -> Result<Document<'_>, Error> {
     if u32::try_from(text.len()).is_err() {
         return Err(Error(serde::de::Error::custom(
             "a document is at most 4 GiB of text",
@@ -86,6 +91,7 @@ pub(crate) fn parse(text: &str) -> Result<Document<'_>, Error> {
         repeats: false,
         stack: Vec::new(),
         keys: Vec::new(),
+        max_depth,
     };
     match p.document() {
         Ok(()) => Ok(Document {
@@ -94,6 +100,12 @@ pub(crate) fn parse(text: &str) -> Result<Document<'_>, Error> {
             unescaped: p.unescaped,
             repeats: p.repeats,
         }),
+        Err(Refused) if p.stack.len() >= max_depth && max_depth != MAX_DEPTH => {
+            Err(Error(serde::de::Error::custom(format!(
+                "nested more than {max_depth} levels at byte {}",
+                p.pos
+            ))))
+        }
         Err(Refused) => Err(serde_error(text.as_bytes())),
     }
 }
@@ -153,14 +165,20 @@ impl Parser<'_> {
             self.skip_whitespace();
             match self.peek().ok_or(Refused)? {
                 open @ (b'{' | b'[') => {
-                    if self.stack.len() >= MAX_DEPTH {
+                    if self.stack.len() >= self.max_depth {
                         return Err(Refused);
                     }
                     self.pos += 1;
                     let object = open == b'{';
                     let at = self.nodes.len();
                     self.nodes.push(Node::Null);
-                    self.stack.push(Open { at, len: 0, object });
+                    self.stack.push(Open {
+                        at,
+                        len: 0,
+                        object,
+                        last_key: None,
+                        sorted: true,
+                    });
                     self.skip_whitespace();
                     let close = if object { b'}' } else { b']' };
                     if self.peek() == Some(close) {
@@ -217,6 +235,19 @@ impl Parser<'_> {
             return Err(Refused);
         }
         self.string()?;
+        let key = self.nodes.len() - 1;
+        let strings = Strings {
+            text: self.text,
+            unescaped: &self.unescaped,
+        };
+        if let Some(top) = self.stack.last_mut() {
+            if top.sorted
+                && let Some(last) = top.last_key
+            {
+                top.sorted = in_order(strings.of(self.nodes[last]), strings.of(self.nodes[key]));
+            }
+            top.last_key = Some(key);
+        }
         self.expect(b':')
     }
 
@@ -225,19 +256,25 @@ impl Parser<'_> {
         let open = self.stack.pop().ok_or(Refused)?;
         let end = small(self.nodes.len());
         self.nodes[open.at] = if open.object {
-            let (len, sorted) = self.distinct_keys(open.at, open.len);
-            Node::Object { len, end, sorted }
-        } else {
-            Node::Array {
-                len: open.len,
+            // Keys in order repeat none; only others need counting.
+            let len = if open.sorted {
+                open.len
+            } else {
+                self.distinct_keys(open.at, open.len)
+            };
+            Node::Object {
+                len,
                 end,
+                sorted: open.sorted,
             }
+        } else {
+            Node::Array { len: open.len, end }
         };
         Ok(())
     }
 
-    /// How many distinct keys the object at `at` has, and whether they are in order.
-    fn distinct_keys(&mut self, at: usize, entries: u32) -> (u32, bool) {
+    /// How many distinct keys the object at `at` has.
+    fn distinct_keys(&mut self, at: usize, entries: u32) -> u32 {
         let mut keys = std::mem::take(&mut self.keys);
         keys.clear();
         let mut i = at + 1;
@@ -249,12 +286,7 @@ impl Parser<'_> {
             text: self.text,
             unescaped: &self.unescaped,
         };
-        let sorted = keys
-            .windows(2)
-            .all(|w| doc.of(self.nodes[w[0]]) < doc.of(self.nodes[w[1]]));
-        let distinct = if sorted {
-            keys.len()
-        } else if keys.len() <= PAIRWISE {
+        let distinct = if keys.len() <= PAIRWISE {
             let mut n = 0;
             for (k, &key) in keys.iter().enumerate() {
                 let s = doc.of(self.nodes[key]);
@@ -277,7 +309,7 @@ impl Parser<'_> {
         if distinct != entries {
             self.repeats = true;
         }
-        (distinct, sorted)
+        distinct
     }
 
     fn literal(&mut self, word: &[u8], node: Node) -> Step<()> {
@@ -382,6 +414,14 @@ impl Parser<'_> {
         self.nodes.push(node);
         self.pos = i;
         Ok(())
+    }
+}
+
+/// `a < b`, deciding on the first byte where it can (keys mostly differ there).
+fn in_order(a: &str, b: &str) -> bool {
+    match (a.as_bytes().first(), b.as_bytes().first()) {
+        (Some(x), Some(y)) if x != y => x < y,
+        _ => a < b,
     }
 }
 

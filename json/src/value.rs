@@ -146,6 +146,26 @@ impl<'d> Value<'d> {
         self.len().map(|n| n == 0)
     }
 
+    /// How deeply containers nest in this value: 0 for a scalar, 1 for `[]` or `[1]`. Values
+    /// a repeated key overrides count too.
+    pub fn depth(&self) -> usize {
+        let nodes = &self.doc.nodes[..];
+        let end = next(nodes, self.at);
+        // The ends of the containers the scan is in.
+        let mut open: Vec<usize> = Vec::new();
+        let mut deepest = 0;
+        for at in self.at..end {
+            while open.last().is_some_and(|&e| e <= at) {
+                open.pop();
+            }
+            if let Node::Array { end, .. } | Node::Object { end, .. } = nodes[at] {
+                open.push(end as usize);
+                deepest = deepest.max(open.len());
+            }
+        }
+        deepest
+    }
+
     /// The value of `key` in an object.
     pub fn get(&self, key: &str) -> Option<Value<'d>> {
         let Node::Object { end, .. } = self.node() else {

@@ -50,8 +50,16 @@ fn same(value: Value<'_>, json: &Json, text: &str) {
                 same(v, &map[k], text);
             }
             let sorted: Vec<_> = value.sorted_entries().expect("an object").collect();
-            assert!(sorted.iter().map(|(k, _)| *k).eq(map.keys().map(String::as_str)));
-            assert!(sorted.iter().all(|(k, v)| value.get(k) == Some(*v)), "{text:?}");
+            assert!(
+                sorted
+                    .iter()
+                    .map(|(k, _)| *k)
+                    .eq(map.keys().map(String::as_str))
+            );
+            assert!(
+                sorted.iter().all(|(k, v)| value.get(k) == Some(*v)),
+                "{text:?}"
+            );
             assert!(value.get("no such key \u{1}").is_none());
             assert!(value.elements().is_none());
         }
@@ -321,6 +329,48 @@ fn nesting_is_limited_as_serde_json_limits_it() {
         ))
         .is_err()
     );
+}
+
+fn depth_of(json: &Json) -> usize {
+    match json {
+        Json::Array(a) => 1 + a.iter().map(depth_of).max().unwrap_or(0),
+        Json::Object(m) => 1 + m.values().map(depth_of).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+#[test]
+fn deeper_texts_are_read_where_asked_and_know_their_depth() {
+    let deep = format!(
+        r#"{{"skipped": {}{}, "read": {{"a": [1, {{}}]}}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    assert!(Document::parse(&deep).is_err());
+    let doc = Document::parse_bytes_nested(deep.as_bytes(), 200_000).expect("deep JSON");
+    assert_eq!(doc.root().depth(), 100_001);
+    let read = doc.root().get("read").expect("read");
+    assert_eq!(read.depth(), 3);
+    assert_eq!(read.to_serde(), serde_json::json!({"a": [1, {}]}));
+    let refused = Document::parse_bytes_nested(deep.as_bytes(), 1000).expect_err("too deep");
+    assert!(
+        refused.to_string().contains("nested more than 1000 levels"),
+        "{refused}"
+    );
+    let mut rng = Rng(7);
+    let mut exact = 0;
+    for _ in 0..200 {
+        let mut text = String::new();
+        generate(&mut rng, 0, &mut text);
+        let json: Json = serde_json::from_str(&text).expect("generated JSON");
+        let doc = Document::parse(&text).expect("generated JSON");
+        // Values a repeated key overrides count too: the depth bounds what a reader meets.
+        let depth = doc.root().depth();
+        assert!(depth >= depth_of(&json), "{text}");
+        assert!(depth <= depth_of(&json) + 6, "{text}");
+        exact += usize::from(depth == depth_of(&json));
+    }
+    assert!(exact > 150, "{exact} of 200 depths exact");
 }
 
 #[test]

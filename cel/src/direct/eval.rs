@@ -3,13 +3,11 @@
 
 use std::rc::Rc;
 
-use serde_json::Value as Json;
-
 use super::{
     lower::{Append, Fold, Func, Lit, Node, Op},
     value::{Items, Outcome, Unknown, Val, compare, equal},
 };
-use crate::{Input, Variables, budget::string_units};
+use crate::{Bound, Input, Variables, budget::string_units};
 
 /// One evaluation: the inputs, a binding of the caller's over them, the comprehension
 /// variables in scope and what is left of the budget.
@@ -32,8 +30,12 @@ impl<'a> Eval<'a> {
     }
 
     /// Binds `name` over the inputs for the whole evaluation.
-    pub(crate) fn bind(&mut self, name: &'a str, value: &'a Json) {
-        self.bound = Some((name, Val::of(value)));
+    pub(crate) fn bind(&mut self, name: &'a str, value: Bound<'a>) {
+        let value = match value {
+            Bound::Json(json) => Val::of(json),
+            Bound::Document(doc) => Val::of_document(doc),
+        };
+        self.bound = Some((name, value));
     }
 
     fn charge(&mut self, units: u64) -> Result<(), Unknown> {

@@ -13,17 +13,16 @@ mod value;
 use std::sync::LazyLock;
 
 pub(crate) use lower::{Node, lower};
-use serde_json::Value as Json;
 pub(crate) use value::{Unknown, Val};
 
-use crate::{ENV, Variables, memo::Memo};
+use crate::{Bound, ENV, Variables, memo::Memo};
 
 /// Evaluates `node` over `vars` (with `extra` bound on top) from `remaining` units; the
 /// finished result and the units left, or `None` to leave the evaluation to the interpreter.
 pub(crate) fn evaluate<'a, T>(
     node: &'a Node,
     vars: &'a Variables<'a>,
-    extra: Option<(&'a str, &'a Json)>,
+    extra: Option<(&'a str, Bound<'a>)>,
     remaining: u64,
     finish: impl FnOnce(Val<'a>) -> Result<T, Unknown>,
 ) -> Option<(T, u64)> {
