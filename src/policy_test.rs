@@ -82,54 +82,31 @@ fn check(admission: &Admission, index: usize, doc: &Value) -> Verdict {
     if let Some(m) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         m.entry("namespace").or_insert_with(|| json!(namespace));
     }
-    // The webhook reads the object from a review's text: so does the test.
-    let review = |mode: Mode, object: &Value| {
-        let text = object.to_string();
-        match zen_json::Document::parse(&text) {
-            Ok(doc) => {
-                let object = doc.root();
-                let request = AdmissionRequest {
-                    uid: format!("policy-test-{index}"),
-                    kind: GroupVersionKind {
-                        group: "config.zen.watcher.io".into(),
-                        version: "v1alpha1".into(),
-                        kind: "Ingestor".into(),
-                    },
-                    resource: GroupVersionResource {
-                        group: "config.zen.watcher.io".into(),
-                        version: "v1alpha1".into(),
-                        resource: "ingestors".into(),
-                    },
-                    sub_resource: None,
-                    name: Some(name.clone()),
-                    namespace: Some(namespace.clone()),
-                    operation: Operation::Create,
-                    user_info: UserInfo {
-                        username: "zen-watcher:policy-test".into(),
-                        ..UserInfo::default()
-                    },
-                    object: Some(object),
-                    old_object: None,
-                    dry_run: Some(true),
-                };
-                Ok(admission.review(mode, &request))
-            }
-            Err(e) => Err(format!("the object is not JSON the webhook can read: {e}")),
-        }
+    let request = |object: Value| AdmissionRequest {
+        uid: format!("policy-test-{index}"),
+        kind: GroupVersionKind {
+            group: "config.zen.watcher.io".into(),
+            version: "v1alpha1".into(),
+            kind: "Ingestor".into(),
+        },
+        resource: GroupVersionResource {
+            group: "config.zen.watcher.io".into(),
+            version: "v1alpha1".into(),
+            resource: "ingestors".into(),
+        },
+        sub_resource: None,
+        name: Some(name.clone()),
+        namespace: Some(namespace.clone()),
+        operation: Operation::Create,
+        user_info: UserInfo {
+            username: "zen-watcher:policy-test".into(),
+            ..UserInfo::default()
+        },
+        object: Some(object),
+        old_object: None,
+        dry_run: Some(true),
     };
-    let refused = |message: String| Verdict {
-        namespace: namespace.clone(),
-        name: name.clone(),
-        allowed: false,
-        message: Some(message),
-        warnings: Vec::new(),
-        patch: Vec::new(),
-        audit_annotations: Default::default(),
-    };
-    let mutated = match review(Mode::Mutate, &object) {
-        Ok(r) => r,
-        Err(e) => return refused(e),
-    };
+    let mutated = admission.review(Mode::Mutate, &request(object.clone()));
     let mut verdict = Verdict {
         namespace: namespace.clone(),
         name: name.clone(),
@@ -158,10 +135,7 @@ fn check(admission: &Admission, index: usize, doc: &Value) -> Verdict {
             }
         }
     }
-    let validated = match review(Mode::Validate, &object) {
-        Ok(r) => r,
-        Err(e) => return refused(e),
-    };
+    let validated = admission.review(Mode::Validate, &request(object));
     verdict.allowed = validated.allowed;
     verdict.message = validated.status.map(|s| s.message);
     verdict.warnings.extend(validated.warnings);

@@ -118,7 +118,7 @@ impl Checker {
     pub fn check(
         &self,
         kind: Kind,
-        object: zen_json::Value<'_>,
+        object: &Value,
         cluster: &dyn ClusterView,
         budget: &mut Budget,
     ) -> Findings {
@@ -169,7 +169,7 @@ impl Checker {
     }
 }
 
-fn decode<T: DeserializeOwned>(object: zen_json::Value<'_>) -> Result<T, String> {
+fn decode<T: DeserializeOwned>(object: &Value) -> Result<T, String> {
     zen_crds::manifest::decode(object).map_err(|e| e.to_string())
 }
 
@@ -260,7 +260,7 @@ struct RuleWalk<'w> {
 }
 
 impl RuleWalk<'_> {
-    fn node(&mut self, node: &RuleNode, value: zen_json::Value<'_>) {
+    fn node(&mut self, node: &RuleNode, value: &Value) {
         for rule in &node.rules {
             let failure =
                 match rule
@@ -285,10 +285,10 @@ impl RuleWalk<'_> {
                 .push(format!("{path}: Invalid value: {failure}"));
         }
         let len = self.field.len();
-        match value.kind() {
-            zen_json::Kind::Object => {
+        match value {
+            Value::Object(map) => {
                 for (name, sub) in &node.properties {
-                    if let Some(v) = value.get(name) {
+                    if let Some(v) = map.get(name) {
                         self.field.push('.');
                         self.field.push_str(name);
                         self.node(sub, v);
@@ -296,9 +296,9 @@ impl RuleWalk<'_> {
                     }
                 }
             }
-            zen_json::Kind::Array => {
+            Value::Array(elements) => {
                 if let Some(sub) = &node.items {
-                    for (i, v) in value.elements().into_iter().flatten().enumerate() {
+                    for (i, v) in elements.iter().enumerate() {
                         let _ = write!(self.field, "[{i}]");
                         self.node(sub, v);
                         self.field.truncate(len);

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 
@@ -12,17 +13,12 @@ pub const API_VERSION: &str = "admission.k8s.io/v1";
 /// envelope.
 pub const MAX_REVIEW_BYTES: usize = 7 * 1024 * 1024;
 
-/// Nesting accepted in a review's text: deeper parts are fields the webhook skips, as
-/// `serde_json` skips them, and the objects it reads are held to [`zen_json::MAX_DEPTH`].
-/// Bounded so that the reader's stack of open containers stays small (16 bytes a level).
-const MAX_TEXT_DEPTH: usize = 1 << 20;
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AdmissionReview<'d> {
+pub struct AdmissionReview {
     pub api_version: String,
     pub kind: String,
-    pub request: Option<AdmissionRequest<'d>>,
+    pub request: Option<AdmissionRequest>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -73,10 +69,9 @@ pub struct UserInfo {
     pub extra: BTreeMap<String, Vec<String>>,
 }
 
-/// A review's request: the envelope decoded, the objects read in place in the review's text.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AdmissionRequest<'d> {
+pub struct AdmissionRequest {
     pub uid: String,
     pub kind: GroupVersionKind,
     pub resource: GroupVersionResource,
@@ -89,11 +84,10 @@ pub struct AdmissionRequest<'d> {
     pub operation: Operation,
     #[serde(default)]
     pub user_info: UserInfo,
-    /// Set by [`decode`]; `None` where the review has none or `null`.
-    #[serde(skip)]
-    pub object: Option<zen_json::Value<'d>>,
-    #[serde(skip)]
-    pub old_object: Option<zen_json::Value<'d>>,
+    #[serde(default)]
+    pub object: Option<Value>,
+    #[serde(default)]
+    pub old_object: Option<Value>,
     #[serde(default)]
     pub dry_run: Option<bool>,
 }
@@ -111,37 +105,18 @@ pub enum ReviewError {
     NoRequest,
 }
 
-/// Reads a review's text once, for [`decode`].
-pub fn document(body: &[u8]) -> Result<zen_json::Document<'_>, ReviewError> {
+/// Reads a review; only `admission.k8s.io/v1` is accepted (the webhook configurations ask
+/// for it alone).
+pub fn decode(body: &[u8]) -> Result<AdmissionRequest, ReviewError> {
     if body.len() > MAX_REVIEW_BYTES {
         return Err(ReviewError::TooLarge);
     }
-    zen_json::Document::parse_bytes_nested(body, MAX_TEXT_DEPTH)
-        .map_err(|e| ReviewError::Decode(e.to_string()))
-}
-
-/// The request of a review read by [`document`]; only `admission.k8s.io/v1` is accepted
-/// (the webhook configurations ask for it alone).
-pub fn decode<'d>(review: &'d zen_json::Document<'_>) -> Result<AdmissionRequest<'d>, ReviewError> {
-    let root = review.root();
-    let decoded: AdmissionReview<'d> =
-        zen_crds::manifest::decode(root).map_err(|e| ReviewError::Decode(e.to_string()))?;
-    if decoded.api_version != API_VERSION || decoded.kind != "AdmissionReview" {
-        return Err(ReviewError::Version(decoded.api_version, decoded.kind));
+    let review: AdmissionReview =
+        zen_serving::json::from_slice(body).map_err(|e| ReviewError::Decode(e.to_string()))?;
+    if review.api_version != API_VERSION || review.kind != "AdmissionReview" {
+        return Err(ReviewError::Version(review.api_version, review.kind));
     }
-    let mut request = decoded.request.ok_or(ReviewError::NoRequest)?;
-    let text = root.get("request");
-    let object = |field: &'static str| match text.and_then(|r| r.get(field)) {
-        Some(v) if v.is_null() => Ok(None),
-        Some(v) if v.depth() > zen_json::MAX_DEPTH => Err(ReviewError::Decode(format!(
-            "request.{field} is nested more than {} levels",
-            zen_json::MAX_DEPTH
-        ))),
-        other => Ok(other),
-    };
-    request.object = object("object")?;
-    request.old_object = object("oldObject")?;
-    Ok(request)
+    review.request.ok_or(ReviewError::NoRequest)
 }
 
 /// A denial's `status`.
@@ -284,8 +259,7 @@ mod tests {
                 "kind": "AdmissionReview",
                 "response": serde_json::to_value(&response).unwrap(),
             });
-            let got: serde_json::Value =
-                serde_json::from_slice(&response.clone().into_review()).unwrap();
+            let got: Value = serde_json::from_slice(&response.clone().into_review()).unwrap();
             assert_eq!(got, want);
         }
     }

@@ -96,8 +96,7 @@ impl Admission {
     /// Answers a review body.
     pub fn handle(&self, mode: Mode, body: &[u8]) -> Result<Vec<u8>, ReviewError> {
         let start = Instant::now();
-        let document = review::document(body)?;
-        let request = review::decode(&document)?;
+        let request = review::decode(body)?;
         let response = self.review(mode, &request);
         if let Some(m) = &self.metrics {
             m.observe(mode, &request, &response, start.elapsed());
@@ -116,7 +115,7 @@ impl Admission {
         else {
             return AdmissionResponse::allow(uid);
         };
-        let Some(object) = request.object else {
+        let Some(object) = &request.object else {
             return AdmissionResponse::deny(
                 uid,
                 400,
@@ -136,7 +135,7 @@ impl Admission {
         &self,
         kind: Kind,
         request: &AdmissionRequest,
-        object: zen_json::Value<'_>,
+        object: &Value,
         budget: &mut Budget,
     ) -> AdmissionResponse {
         let uid = request.uid.as_str();
@@ -183,14 +182,14 @@ impl Admission {
     fn mutate(
         &self,
         request: &AdmissionRequest,
-        object: zen_json::Value<'_>,
+        object: &Value,
         budget: &mut Budget,
     ) -> AdmissionResponse {
         let uid = request.uid.as_str();
         let policies = self.policies();
         let vars = variables(request, object);
         let labels = self.namespace_labels(request);
-        let mut mutated = object.to_serde();
+        let mut mutated = object.clone();
         let outcome = policies
             .set
             .mutate(labels.as_ref(), &vars, &mut mutated, budget);
@@ -228,14 +227,13 @@ impl Policies {
 }
 
 /// `object`, `oldObject` and `request`, converted to CEL once for every expression.
-fn variables<'a>(request: &AdmissionRequest<'a>, object: zen_json::Value<'a>) -> Variables<'a> {
-    static NULL: Value = Value::Null;
+fn variables<'a>(request: &'a AdmissionRequest, object: &'a Value) -> Variables<'a> {
     let mut vars = Variables::new();
-    vars.set_document("object", object);
-    match request.old_object {
-        Some(old) => vars.set_document("oldObject", old),
-        None => vars.set("oldObject", &NULL),
-    }
+    vars.set("object", object);
+    vars.set(
+        "oldObject",
+        request.old_object.as_ref().unwrap_or(&Value::Null),
+    );
     vars.set_owned(
         "request",
         json!({
