@@ -154,11 +154,11 @@ impl<'d> Value<'d> {
         // The ends of the containers the scan is in.
         let mut open: Vec<usize> = Vec::new();
         let mut deepest = 0;
-        for at in self.at..end {
+        for (at, node) in nodes.iter().enumerate().take(end).skip(self.at) {
             while open.last().is_some_and(|&e| e <= at) {
                 open.pop();
             }
-            if let Node::Array { end, .. } | Node::Object { end, .. } = nodes[at] {
+            if let Node::Array { end, .. } | Node::Object { end, .. } = *node {
                 open.push(end as usize);
                 deepest = deepest.max(open.len());
             }
