@@ -15,7 +15,7 @@ mod regex;
 
 use std::{
     borrow::Cow,
-    cell::OnceCell,
+    cell::{OnceCell, RefCell},
     sync::{Arc, LazyLock},
 };
 
@@ -124,9 +124,9 @@ impl Program {
 
     /// The direct evaluation's finished result, charged to `budget`; `None` (and nothing
     /// charged) where the interpreter must decide.
-    fn direct<'a, T>(
+    fn direct<'a, 'v: 'a, T>(
         &'a self,
-        vars: &'a Variables<'a>,
+        vars: &'a Variables<'v>,
         extra: Option<(&'a str, Bound<'a>)>,
         budget: &mut Budget,
         finish: impl FnOnce(direct::Val<'a>) -> Result<T, direct::Unknown>,
@@ -198,7 +198,13 @@ pub struct CompileError(pub String);
 pub struct Variables<'a> {
     values: Vec<(&'static str, Input<'a>)>,
     context: OnceCell<cel::Context<'static, 'static>>,
+    /// What paths from borrowed inputs led to, by path number (`direct::paths`), for every
+    /// expression evaluated against these variables.
+    paths: RefCell<Vec<(u32, direct::paths::Found<'a>)>>,
 }
+
+/// Paths remembered per set of variables at most; later ones are walked every time.
+const MAX_REMEMBERED_PATHS: usize = 64;
 
 /// A variable's value: JSON, or a value of a document, which only the interpreter converts.
 pub(crate) enum Input<'a> {
@@ -220,6 +226,7 @@ impl<'a> Variables<'a> {
         Self {
             values: Vec::new(),
             context: OnceCell::new(),
+            paths: RefCell::new(Vec::new()),
         }
     }
 
@@ -246,6 +253,32 @@ impl<'a> Variables<'a> {
         self.values.retain(|(n, _)| *n != name);
         self.values.push((name, value));
         self.context = OnceCell::new();
+        self.paths.get_mut().clear();
+    }
+
+    /// Where `root.fields…` leads, found once for these variables; `None` where the root is
+    /// not a borrowed input (a value the variables own is not kept past them).
+    pub(crate) fn path(
+        &self,
+        id: u32,
+        root: &str,
+        fields: &[Box<str>],
+    ) -> Option<direct::paths::Found<'a>> {
+        use direct::paths::Found;
+        let mut paths = self.paths.borrow_mut();
+        if let Some((_, found)) = paths.iter().find(|(i, _)| *i == id) {
+            return Some(*found);
+        }
+        let start = match self.get(root)? {
+            Input::Json(Cow::Borrowed(json)) => Found::Json(json),
+            Input::Document(doc) => Found::Document(*doc),
+            Input::Json(Cow::Owned(_)) => return None,
+        };
+        let found = start.follow(fields);
+        if paths.len() < MAX_REMEMBERED_PATHS {
+            paths.push((id, found));
+        }
+        Some(found)
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&Input<'a>> {
@@ -454,6 +487,59 @@ mod tests {
             assert_eq!(got, interpreted, "{e}");
             assert_eq!(direct.spent(), reference.spent(), "{e}");
         }
+    }
+
+    /// A path from a borrowed input is found once for every expression evaluated against the
+    /// same variables, and answers as selecting it would: a binding of the same name still
+    /// shadows the input, a missing field still goes to the interpreter's error, and
+    /// variables bound again forget what they found.
+    #[test]
+    fn paths_found_once_answer_as_selecting_them_does() {
+        let object = json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"n": 3}});
+        let other = json!({"metadata": {"name": "b"}});
+        let mut v = Variables::new();
+        v.set("object", &object);
+        let element = json!({"metadata": {"name": "self's"}});
+        let cases = [
+            ("object.metadata.name", json!("a")),
+            ("object.metadata.name + object.metadata.name", json!("aa")),
+            (
+                "has(object.metadata.labels) && object.metadata.labels.x == '1'",
+                json!(true),
+            ),
+            ("object.spec.n * 2", json!(6)),
+        ];
+        for _ in 0..2 {
+            for (e, want) in &cases {
+                let p = compile(e).unwrap();
+                assert!(p.is_direct(), "{e}");
+                let (mut direct, mut reference) = (Budget::default(), Budget::default());
+                assert_eq!(p.evaluate(&v, &mut direct), Ok(want.clone()), "{e}");
+                assert_eq!(
+                    p.evaluate_reference(&v, &mut reference),
+                    Ok(want.clone()),
+                    "{e}"
+                );
+                assert_eq!(direct.spent(), reference.spent(), "{e}");
+            }
+        }
+        // Missing on the way: the interpreter's error, however often asked.
+        let missing = compile("object.spec.absent.deeper").unwrap();
+        for _ in 0..2 {
+            let got = missing.evaluate(&v, &mut Budget::default());
+            assert_eq!(got, missing.evaluate_reference(&v, &mut Budget::default()));
+            assert!(got.is_err());
+        }
+        // `object` bound by the caller over the input of that name.
+        let p = compile("object.metadata.name").unwrap();
+        assert_eq!(
+            p.evaluate_with(&v, "object", &element, &mut Budget::default()),
+            Ok(json!("self's"))
+        );
+        assert_eq!(p.evaluate(&v, &mut Budget::default()), Ok(json!("a")));
+        // Bound again: the new value's path.
+        v.set("object", &other);
+        assert_eq!(p.evaluate(&v, &mut Budget::default()), Ok(json!("b")));
     }
 
     #[test]

@@ -4,23 +4,24 @@
 use std::rc::Rc;
 
 use super::{
-    lower::{Append, Fold, Func, Lit, Node, Op},
+    lower::{Append, Fold, Func, Lit, Node, Op, Path},
+    paths::Found,
     value::{Items, Outcome, Unknown, Val, compare, equal},
 };
 use crate::{Bound, Input, Variables, budget::string_units};
 
 /// One evaluation: the inputs, a binding of the caller's over them, the comprehension
 /// variables in scope and what is left of the budget.
-pub(crate) struct Eval<'a> {
-    inputs: &'a Variables<'a>,
+pub(crate) struct Eval<'a, 'v> {
+    inputs: &'a Variables<'v>,
     bound: Option<(&'a str, Val<'a>)>,
     /// Innermost last; lowering resolved each variable to its place here, so no names.
     scope: Vec<Val<'a>>,
     pub(crate) remaining: u64,
 }
 
-impl<'a> Eval<'a> {
-    pub(crate) fn new(inputs: &'a Variables<'a>, remaining: u64) -> Self {
+impl<'a, 'v: 'a> Eval<'a, 'v> {
+    pub(crate) fn new(inputs: &'a Variables<'v>, remaining: u64) -> Self {
         Self {
             inputs,
             bound: None,
@@ -83,6 +84,7 @@ impl<'a> Eval<'a> {
                 .and_then(|at| self.scope.get(at))
                 .cloned()
                 .ok_or(Unknown),
+            Node::Path(path) => self.path(path),
             Node::Select(operand, fields) => {
                 let mut v = self.eval(operand)?;
                 for field in fields {
@@ -123,6 +125,28 @@ impl<'a> Eval<'a> {
             Node::Fold(fold) => self.fold(fold),
             Node::Append(append) => self.append(append),
         }
+    }
+
+    /// `input.a.b`: found once per request where the input allows (see `paths`), else
+    /// selected here.
+    #[inline(never)]
+    fn path(&mut self, path: &'a Path) -> Outcome<'a> {
+        let shadowed = self.bound.as_ref().is_some_and(|(n, _)| *n == &*path.root);
+        if !shadowed
+            && let Some(id) = path.id
+            && let Some(found) = self.inputs.path(id, &path.root, &path.fields)
+        {
+            return match found {
+                Found::Json(json) => Ok(Val::of(json)),
+                Found::Document(doc) => Ok(Val::of_document(doc)),
+                Found::Nothing => Err(Unknown),
+            };
+        }
+        let mut v = self.ident(&path.root)?;
+        for field in &path.fields {
+            v = v.field(field)?;
+        }
+        Ok(v)
     }
 
     #[inline(never)]

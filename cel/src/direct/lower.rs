@@ -81,6 +81,8 @@ pub(crate) enum Node {
     Local(usize),
     /// `a.b.c`: fields selected one after another, in one step rather than one per field.
     Select(Box<Node>, Box<[Box<str>]>),
+    /// Fields selected from an input variable, numbered as a path (see `paths`).
+    Path(Box<Path>),
     Has(Box<Node>, Box<str>),
     Not(Box<Node>),
     Neg(Box<Node>),
@@ -95,6 +97,21 @@ pub(crate) enum Node {
     Map(Vec<(Node, Node)>),
     Fold(Box<Fold>),
     Append(Box<Append>),
+}
+
+/// `root.fields…` with its number, where there is one.
+#[derive(Debug)]
+pub(crate) struct Path {
+    pub(crate) root: Box<str>,
+    pub(crate) fields: Vec<Box<str>>,
+    pub(crate) id: Option<u32>,
+}
+
+impl Path {
+    fn new(root: Box<str>, fields: Vec<Box<str>>) -> Self {
+        let id = super::paths::id(&root, &fields);
+        Self { root, fields, id }
+    }
 }
 
 /// A comprehension run step by step (`all`, `exists`, `exists_one`).
@@ -146,6 +163,14 @@ impl<'e> Lowering<'e> {
                         fields.push(field);
                         Node::Select(base, fields.into())
                     }
+                    Node::Path(path) => {
+                        let Path {
+                            root, mut fields, ..
+                        } = *path;
+                        fields.push(field);
+                        Node::Path(Box::new(Path::new(root, fields)))
+                    }
+                    Node::Ident(root) => Node::Path(Box::new(Path::new(root, vec![field]))),
                     operand => Node::Select(Box::new(operand), Box::new([field])),
                 }
             }

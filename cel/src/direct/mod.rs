@@ -8,6 +8,7 @@
 
 mod eval;
 mod lower;
+pub(crate) mod paths;
 mod value;
 
 use std::sync::LazyLock;
@@ -19,9 +20,9 @@ use crate::{Bound, ENV, Variables, memo::Memo};
 
 /// Evaluates `node` over `vars` (with `extra` bound on top) from `remaining` units; the
 /// finished result and the units left, or `None` to leave the evaluation to the interpreter.
-pub(crate) fn evaluate<'a, T>(
+pub(crate) fn evaluate<'a, 'v: 'a, T>(
     node: &'a Node,
-    vars: &'a Variables<'a>,
+    vars: &'a Variables<'v>,
     extra: Option<(&'a str, Bound<'a>)>,
     remaining: u64,
     finish: impl FnOnce(Val<'a>) -> Result<T, Unknown>,

@@ -258,7 +258,7 @@ const SCAN: usize = 8;
 
 /// A field of an input object. Most have a few fields, and a scan that compares lengths
 /// first costs less than the ordered search, which compares bytes at every step.
-fn get<'a>(object: &'a serde_json::Map<String, Json>, name: &str) -> Option<&'a Json> {
+pub(crate) fn get<'a>(object: &'a serde_json::Map<String, Json>, name: &str) -> Option<&'a Json> {
     if object.len() <= SCAN {
         object
             .iter()
