@@ -200,7 +200,7 @@ pub struct Variables<'a> {
     context: OnceCell<cel::Context<'static, 'static>>,
     /// What paths from borrowed inputs led to, by path number (`direct::paths`), for every
     /// expression evaluated against these variables.
-    paths: RefCell<Vec<(u32, direct::paths::Found<'a>)>>,
+    paths: RefCell<Vec<(u32, Option<Bound<'a>>)>>,
 }
 
 /// Paths remembered per set of variables at most; later ones are walked every time.
@@ -256,25 +256,25 @@ impl<'a> Variables<'a> {
         self.paths.get_mut().clear();
     }
 
-    /// Where `root.fields…` leads, found once for these variables; `None` where the root is
-    /// not a borrowed input (a value the variables own is not kept past them).
+    /// Where `root.fields…` leads (`None` inside: nowhere), found once for these
+    /// variables; `None` where the root is not a borrowed input (a value the variables own
+    /// is not kept past them).
     pub(crate) fn path(
         &self,
         id: u32,
         root: &str,
         fields: &[Box<str>],
-    ) -> Option<direct::paths::Found<'a>> {
-        use direct::paths::Found;
+    ) -> Option<Option<Bound<'a>>> {
         let mut paths = self.paths.borrow_mut();
         if let Some((_, found)) = paths.iter().find(|(i, _)| *i == id) {
             return Some(*found);
         }
         let start = match self.get(root)? {
-            Input::Json(Cow::Borrowed(json)) => Found::Json(json),
-            Input::Document(doc) => Found::Document(*doc),
+            Input::Json(Cow::Borrowed(json)) => Bound::Json(json),
+            Input::Document(doc) => Bound::Document(*doc),
             Input::Json(Cow::Owned(_)) => return None,
         };
-        let found = start.follow(fields);
+        let found = direct::paths::follow(start, fields);
         if paths.len() < MAX_REMEMBERED_PATHS {
             paths.push((id, found));
         }

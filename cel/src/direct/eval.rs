@@ -5,7 +5,6 @@ use std::rc::Rc;
 
 use super::{
     lower::{Append, Fold, Func, Lit, Node, Op, Path},
-    paths::Found,
     value::{Items, Outcome, Unknown, Val, compare, equal},
 };
 use crate::{Bound, Input, Variables, budget::string_units};
@@ -32,11 +31,7 @@ impl<'a, 'v: 'a> Eval<'a, 'v> {
 
     /// Binds `name` over the inputs for the whole evaluation.
     pub(crate) fn bind(&mut self, name: &'a str, value: Bound<'a>) {
-        let value = match value {
-            Bound::Json(json) => Val::of(json),
-            Bound::Document(doc) => Val::of_document(doc),
-        };
-        self.bound = Some((name, value));
+        self.bound = Some((name, Val::of_bound(value)));
     }
 
     fn charge(&mut self, units: u64) -> Result<(), Unknown> {
@@ -56,10 +51,10 @@ impl<'a, 'v: 'a> Eval<'a, 'v> {
         if let Some((_, v)) = self.bound.as_ref().filter(|(n, _)| *n == name) {
             return Ok(v.clone());
         }
-        match self.inputs.get(name).ok_or(Unknown)? {
-            Input::Json(json) => Ok(Val::of(json)),
-            Input::Document(doc) => Ok(Val::of_document(*doc)),
-        }
+        Ok(match self.inputs.get(name).ok_or(Unknown)? {
+            Input::Json(json) => Val::of(json),
+            Input::Document(doc) => Val::of_document(*doc),
+        })
     }
 
     /// Every node's visit runs here; the larger nodes' work is in functions kept out of it
@@ -136,11 +131,7 @@ impl<'a, 'v: 'a> Eval<'a, 'v> {
             && let Some(id) = path.id
             && let Some(found) = self.inputs.path(id, &path.root, &path.fields)
         {
-            return match found {
-                Found::Json(json) => Ok(Val::of(json)),
-                Found::Document(doc) => Ok(Val::of_document(doc)),
-                Found::Nothing => Err(Unknown),
-            };
+            return found.map(Val::of_bound).ok_or(Unknown);
         }
         let mut v = self.ident(&path.root)?;
         for field in &path.fields {

@@ -9,6 +9,8 @@ use std::{
 
 use serde_json::Value as Json;
 
+use crate::Bound;
+
 /// Distinct paths numbered at most; expressions compiled past it read their paths uncached.
 /// Bounds the table whatever expressions are compiled (every applied Ingestor's are).
 const MAX_PATHS: usize = 4096;
@@ -35,28 +37,17 @@ pub(crate) fn id(root: &str, fields: &[Box<str>]) -> Option<u32> {
     Some(id)
 }
 
-/// What a path led to in an input: a value, or nothing (a missing field, or a field of
-/// something that is not an object), which the evaluation leaves to the interpreter.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Found<'v> {
-    Json(&'v Json),
-    Document(zen_json::Value<'v>),
-    Nothing,
-}
-
-impl<'v> Found<'v> {
-    /// Follows `fields` from here, as selecting them one by one would.
-    pub(crate) fn follow(self, fields: &[Box<str>]) -> Self {
-        let mut at = self;
-        for field in fields {
-            at = match at {
-                Found::Json(Json::Object(o)) => {
-                    super::value::get(o, field).map_or(Found::Nothing, Found::Json)
-                }
-                Found::Document(d) => d.get(field).map_or(Found::Nothing, Found::Document),
-                _ => Found::Nothing,
-            };
-        }
-        at
+/// Where `fields` lead from `start`, as selecting them one by one would; `None` for a
+/// missing field or a field of something that is not an object, which the evaluation
+/// leaves to the interpreter.
+pub(crate) fn follow<'v>(start: Bound<'v>, fields: &[Box<str>]) -> Option<Bound<'v>> {
+    let mut at = start;
+    for field in fields {
+        at = match at {
+            Bound::Json(Json::Object(o)) => Bound::Json(super::value::get(o, field)?),
+            Bound::Document(d) => Bound::Document(d.get(field)?),
+            Bound::Json(_) => return None,
+        };
     }
+    Some(at)
 }

@@ -74,6 +74,13 @@ impl<'a> Val<'a> {
         }
     }
 
+    pub(crate) fn of_bound(value: crate::Bound<'a>) -> Self {
+        match value {
+            crate::Bound::Json(json) => Val::of(json),
+            crate::Bound::Document(doc) => Val::of_document(doc),
+        }
+    }
+
     pub(crate) fn as_str(&self) -> Option<&str> {
         match self {
             Val::Str(s) => Some(s),
