@@ -102,11 +102,7 @@ impl Program {
         budget: &mut Budget,
     ) -> Result<cel::Value, EvalError> {
         let mut scope = vars.context().new_inner_scope();
-        let value = match value {
-            Bound::Json(json) => from_json(json),
-            Bound::Document(doc) => from_json(&doc.to_serde()),
-        };
-        scope.add_variable_as_val(name, value);
+        scope.add_variable_as_val(name, value.interpreted());
         budget::run(budget, || cel::Value::resolve(&self.expr, &scope))
     }
 
@@ -162,6 +158,16 @@ pub enum Bound<'v> {
     Document(zen_json::Value<'v>),
 }
 
+impl Bound<'_> {
+    /// The interpreter's value: a document's is converted through JSON.
+    fn interpreted(self) -> Box<dyn cel::common::value::Val> {
+        match self {
+            Bound::Json(json) => from_json(json),
+            Bound::Document(doc) => from_json(&doc.to_serde()),
+        }
+    }
+}
+
 impl<'v> From<&'v Json> for Bound<'v> {
     fn from(json: &'v Json) -> Self {
         Self::Json(json)
@@ -210,6 +216,16 @@ const MAX_REMEMBERED_PATHS: usize = 64;
 pub(crate) enum Input<'a> {
     Json(Cow<'a, Json>),
     Document(zen_json::Value<'a>),
+}
+
+impl Input<'_> {
+    /// The value, borrowed for as long as the input is.
+    pub(crate) fn bound(&self) -> Bound<'_> {
+        match self {
+            Input::Json(json) => Bound::Json(json),
+            Input::Document(doc) => Bound::Document(*doc),
+        }
+    }
 }
 
 /// The standard library, built once: building it registers hundreds of overloads.
@@ -291,11 +307,7 @@ impl<'a> Variables<'a> {
             let mut context = cel::Context::with_env(ENV.clone());
             budget::install(&mut context);
             for (name, value) in &self.values {
-                let value = match value {
-                    Input::Json(json) => from_json(json),
-                    Input::Document(doc) => from_json(&doc.to_serde()),
-                };
-                context.add_variable_as_val(*name, value);
+                context.add_variable_as_val(*name, value.bound().interpreted());
             }
             context
         })

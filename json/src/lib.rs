@@ -89,6 +89,13 @@ impl<'t> Document<'t> {
         Value::new(self, 0)
     }
 
+    pub(crate) fn strings(&self) -> parse::Strings<'_> {
+        parse::Strings {
+            text: self.text,
+            unescaped: &self.unescaped,
+        }
+    }
+
     /// The text the document was read from.
     pub fn text(&self) -> &'t str {
         self.text

@@ -129,6 +129,13 @@ fn equal(chunk: u64, b: u8) -> u64 {
 }
 
 impl Parser<'_> {
+    fn strings(&self) -> Strings<'_> {
+        Strings {
+            text: self.text,
+            unescaped: &self.unescaped,
+        }
+    }
+
     fn document(&mut self) -> Step<()> {
         self.value()?;
         self.skip_whitespace();
@@ -236,15 +243,18 @@ impl Parser<'_> {
         }
         self.string()?;
         let key = self.nodes.len() - 1;
-        let strings = Strings {
-            text: self.text,
-            unescaped: &self.unescaped,
-        };
+        // Still in order after this key? Asked only while the object's keys have been.
+        let previous = self
+            .stack
+            .last()
+            .filter(|top| top.sorted)
+            .and_then(|top| top.last_key);
+        let strings = self.strings();
+        let ordered = previous
+            .map(|last| in_order(strings.of(self.nodes[last]), strings.of(self.nodes[key])));
         if let Some(top) = self.stack.last_mut() {
-            if top.sorted
-                && let Some(last) = top.last_key
-            {
-                top.sorted = in_order(strings.of(self.nodes[last]), strings.of(self.nodes[key]));
+            if let Some(ordered) = ordered {
+                top.sorted = ordered;
             }
             top.last_key = Some(key);
         }
@@ -282,10 +292,7 @@ impl Parser<'_> {
             keys.push(i);
             i = crate::value::next(&self.nodes, i + 1);
         }
-        let doc = Strings {
-            text: self.text,
-            unescaped: &self.unescaped,
-        };
+        let doc = self.strings();
         let distinct = if keys.len() <= PAIRWISE {
             let mut n = 0;
             for (k, &key) in keys.iter().enumerate() {

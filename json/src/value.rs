@@ -62,10 +62,7 @@ impl<'d> Value<'d> {
     }
 
     fn strings(&self) -> Strings<'d> {
-        Strings {
-            text: self.doc.text,
-            unescaped: &self.doc.unescaped,
-        }
+        self.doc.strings()
     }
 
     pub fn kind(&self) -> Kind {
@@ -334,10 +331,7 @@ impl<'d> Iterator for Entries<'d> {
 
     fn next(&mut self) -> Option<(&'d str, Value<'d>)> {
         let nodes = &self.doc.nodes[..];
-        let strings = Strings {
-            text: self.doc.text,
-            unescaped: &self.doc.unescaped,
-        };
+        let strings = self.doc.strings();
         while self.at < self.end {
             let key = strings.of(nodes[self.at]);
             let value = Value::new(self.doc, self.at + 1);

@@ -7,7 +7,7 @@ use super::{
     lower::{Append, Fold, Func, Lit, Node, Op, Path},
     value::{Items, Outcome, Unknown, Val, compare, equal},
 };
-use crate::{Bound, Input, Variables, budget::string_units};
+use crate::{Bound, Variables, budget::string_units};
 
 /// One evaluation: the inputs, a binding of the caller's over them, the comprehension
 /// variables in scope and what is left of the budget.
@@ -51,10 +51,10 @@ impl<'a, 'v: 'a> Eval<'a, 'v> {
         if let Some((_, v)) = self.bound.as_ref().filter(|(n, _)| *n == name) {
             return Ok(v.clone());
         }
-        Ok(match self.inputs.get(name).ok_or(Unknown)? {
-            Input::Json(json) => Val::of(json),
-            Input::Document(doc) => Val::of_document(*doc),
-        })
+        self.inputs
+            .get(name)
+            .map(|input| Val::of_bound(input.bound()))
+            .ok_or(Unknown)
     }
 
     /// Every node's visit runs here; the larger nodes' work is in functions kept out of it

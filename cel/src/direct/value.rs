@@ -136,14 +136,10 @@ impl<'a> Val<'a> {
         Ok(match self {
             Val::Json(Json::Array(a)) => Items::Json(a.iter()),
             Val::Json(Json::Object(o)) => Items::Keys(o.keys()),
-            Val::Doc(d) => match (d.elements(), d.entries()) {
+            Val::Doc(d) => match (d.elements(), d.sorted_entries()) {
                 (Some(elements), _) => Items::Doc(elements),
                 // In key order, as a `serde_json` map's keys come.
-                (None, Some(entries)) => {
-                    let mut keys: Vec<&'a str> = entries.map(|(k, _)| k).collect();
-                    keys.sort_unstable();
-                    Items::DocKeys(keys.into_iter())
-                }
+                (None, Some(entries)) => Items::DocKeys(entries),
                 (None, None) => return Err(Unknown),
             },
             Val::List(l) => Items::List(l.clone(), 0),
@@ -281,7 +277,7 @@ pub(crate) enum Items<'a> {
     Json(std::slice::Iter<'a, Json>),
     Keys(serde_json::map::Keys<'a>),
     Doc(zen_json::Elements<'a>),
-    DocKeys(std::vec::IntoIter<&'a str>),
+    DocKeys(zen_json::SortedEntries<'a>),
     List(Rc<Vec<Val<'a>>>, usize),
     MapKeys(Rc<Vec<(Val<'a>, Val<'a>)>>, usize),
 }
@@ -294,7 +290,7 @@ impl<'a> Iterator for Items<'a> {
             Items::Json(i) => i.next().map(Val::of),
             Items::Keys(k) => k.next().map(|k| Val::Str(k)),
             Items::Doc(e) => e.next().map(Val::of_document),
-            Items::DocKeys(k) => k.next().map(Val::Str),
+            Items::DocKeys(k) => k.next().map(|(k, _)| Val::Str(k)),
             Items::List(l, at) => {
                 let v = l.get(*at).cloned();
                 *at += 1;
