@@ -35,7 +35,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use echo::{Echo, EchoSpec};
+use echo::{Echo, EchoSpec, cpu_time};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use support::{DevServer, client::Client};
@@ -231,6 +231,9 @@ struct Load {
     per_second: f64,
     p50: Duration,
     p99: Duration,
+    /// CPU time per review of the server process and of this one (the clients).
+    server_cpu: Duration,
+    client_cpu: Duration,
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -239,7 +242,14 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 
 /// Reviews from [`CONNECTIONS`] keep-alive connections for [`SECONDS`]; every answer must be
 /// a 200 with the expected length (the same review always gets the same answer).
-async fn load(client: &Client, path: &'static str, body: Bytes, answer_len: usize) -> Load {
+async fn load(
+    client: &Client,
+    server_pid: u32,
+    path: &'static str,
+    body: Bytes,
+    answer_len: usize,
+) -> Load {
+    let cpu_before = (cpu_time(server_pid), cpu_time(std::process::id()));
     let deadline = Instant::now() + Duration::from_secs(SECONDS);
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let failed = Arc::new(AtomicU64::new(0));
@@ -276,12 +286,19 @@ async fn load(client: &Client, path: &'static str, body: Bytes, answer_len: usiz
         0,
         "{path}: unexpected answers; the figures would be wrong"
     );
+    let (server_cpu, client_cpu) = (
+        cpu_time(server_pid).saturating_sub(cpu_before.0),
+        cpu_time(std::process::id()).saturating_sub(cpu_before.1),
+    );
     let mut all = std::mem::take(&mut *latencies.lock().expect("latencies"));
     all.sort();
+    let n = u32::try_from(all.len().max(1)).unwrap_or(u32::MAX);
     Load {
         per_second: all.len() as f64 / SECONDS as f64,
         p50: pct(&all, 0.5),
         p99: pct(&all, 0.99),
+        server_cpu: server_cpu / n,
+        client_cpu: client_cpu / n,
     }
 }
 
@@ -560,8 +577,8 @@ async fn run() {
         let before = histogram(server.metrics_port, name).await;
         let mut rounds = Vec::new();
         for _ in 0..ROUNDS {
-            let base = load(&echo, path, body.clone(), len).await;
-            let z = load(&zen, path, body.clone(), len).await;
+            let base = load(&echo, echo_server.pid(), path, body.clone(), len).await;
+            let z = load(&zen, server.pid(), path, body.clone(), len).await;
             rounds.push((z, base));
         }
         let after = histogram(server.metrics_port, name).await;
@@ -599,6 +616,17 @@ async fn run() {
                 "{:.1} / {:.1}",
                 z.p50.as_secs_f64() / base.p50.as_secs_f64(),
                 z.p99.as_secs_f64() / base.p99.as_secs_f64()
+            ),
+        ]);
+        let us = |d: Duration| format!("{:.1} µs", d.as_secs_f64() * 1e6);
+        rows.push([
+            format!("{name}: CPU time per review in that round, server process / clients"),
+            format!("{} / {}", us(z.server_cpu), us(z.client_cpu)),
+            format!("{} / {}", us(base.server_cpu), us(base.client_cpu)),
+            format!(
+                "{:.2} / {:.2}",
+                z.server_cpu.as_secs_f64() / base.server_cpu.as_secs_f64(),
+                z.client_cpu.as_secs_f64() / base.client_cpu.as_secs_f64()
             ),
         ]);
         rows.push([

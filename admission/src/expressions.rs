@@ -70,9 +70,13 @@ pub fn of_policy(spec: &IngestorPolicySpec) -> Vec<(String, &Expression)> {
 
 /// Compiles each expression; returns the ones that fail.
 pub fn compile_all(expressions: &[(String, &Expression)]) -> Vec<CompileError> {
-    compile_each(expressions)
-        .into_iter()
-        .filter_map(Result::err)
+    expressions
+        .iter()
+        .filter_map(|(field, e)| {
+            zen_cel::check(e.as_str())
+                .err()
+                .map(|err| CompileError::new(field, e, err))
+        })
         .collect()
 }
 
@@ -83,13 +87,19 @@ pub fn compile_each(
     expressions
         .iter()
         .map(|(field, e)| {
-            zen_cel::compile(e.as_str()).map_err(|err| CompileError {
-                field: field.clone(),
-                expression: e.as_str().to_owned(),
-                message: err.0,
-            })
+            zen_cel::compile(e.as_str()).map_err(|err| CompileError::new(field, e, err))
         })
         .collect()
+}
+
+impl CompileError {
+    fn new(field: &str, expression: &Expression, err: zen_cel::CompileError) -> Self {
+        Self {
+            field: field.to_owned(),
+            expression: expression.as_str().to_owned(),
+            message: err.0,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -44,6 +44,15 @@ pub fn compile(expression: &str) -> Result<Program, CompileError> {
     CACHE.get_or_insert_with(expression, || compile_uncached(expression))
 }
 
+/// Whether `expression` compiles, and why not: [`compile`]'s answer without the program.
+pub fn check(expression: &str) -> Result<(), CompileError> {
+    CACHE.read(
+        expression,
+        || compile_uncached(expression),
+        |compiled| compiled.as_ref().map(|_| ()).map_err(Clone::clone),
+    )
+}
+
 fn compile_uncached(expression: &str) -> Result<Program, CompileError> {
     if expression.len() > MAX_EXPRESSION_LENGTH {
         return Err(CompileError(format!(

@@ -20,7 +20,7 @@ use std::{
 };
 
 pub use budget::{Budget, DEFAULT_BUDGET, EVAL_STACK, with_stack};
-pub use compile::{MAX_AST_DEPTH, MAX_EXPRESSION_LENGTH, MAX_NESTING, compile};
+pub use compile::{MAX_AST_DEPTH, MAX_EXPRESSION_LENGTH, MAX_NESTING, check, compile};
 pub use convert::{from_json, to_json};
 pub use regex::MAX_PATTERN_LENGTH;
 use serde_json::Value as Json;
