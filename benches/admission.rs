@@ -458,6 +458,28 @@ fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
 
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+/// A table row of two figures a side (p50 / p99, say) in `unit`, with zen-watcher's over the
+/// echo's to `digits` places.
+fn pair_row(
+    label: String,
+    zen: [Duration; 2],
+    echo: [Duration; 2],
+    unit: fn(Duration) -> String,
+    digits: usize,
+) -> [String; 4] {
+    let ratio = |i: usize| zen[i].as_secs_f64() / echo[i].as_secs_f64();
+    [
+        label,
+        format!("{} / {}", unit(zen[0]), unit(zen[1])),
+        format!("{} / {}", unit(echo[0]), unit(echo[1])),
+        format!("{:.*} / {:.*}", digits, ratio(0), digits, ratio(1)),
+    ]
+}
+
 fn main() {
     echo::serve_if_asked();
     // `cargo bench` passes --bench; nothing else to parse.
@@ -608,27 +630,20 @@ async fn run() {
             format!("{:.0} /s", base.per_second),
             format!("{ratio:.2} (rounds: {})", all_ratios.join(", ")),
         ]);
-        rows.push([
+        rows.push(pair_row(
             format!("{name}: client latency in that round, p50 / p99"),
-            format!("{} / {}", ms(z.p50), ms(z.p99)),
-            format!("{} / {}", ms(base.p50), ms(base.p99)),
-            format!(
-                "{:.1} / {:.1}",
-                z.p50.as_secs_f64() / base.p50.as_secs_f64(),
-                z.p99.as_secs_f64() / base.p99.as_secs_f64()
-            ),
-        ]);
-        let us = |d: Duration| format!("{:.1} µs", d.as_secs_f64() * 1e6);
-        rows.push([
+            [z.p50, z.p99],
+            [base.p50, base.p99],
+            ms,
+            1,
+        ));
+        rows.push(pair_row(
             format!("{name}: CPU time per review in that round, server process / clients"),
-            format!("{} / {}", us(z.server_cpu), us(z.client_cpu)),
-            format!("{} / {}", us(base.server_cpu), us(base.client_cpu)),
-            format!(
-                "{:.2} / {:.2}",
-                z.server_cpu.as_secs_f64() / base.server_cpu.as_secs_f64(),
-                z.client_cpu.as_secs_f64() / base.client_cpu.as_secs_f64()
-            ),
-        ]);
+            [z.server_cpu, z.client_cpu],
+            [base.server_cpu, base.client_cpu],
+            us,
+            2,
+        ));
         rows.push([
             format!(
                 "{name}: server-side time over all rounds ({n} reviews, server's histogram), p50 / p99"
@@ -642,16 +657,13 @@ async fn run() {
             "—".into(),
             "—".into(),
         ]);
-        rows.push([
+        rows.push(pair_row(
             format!("{name}: {SEQUENTIAL} sequential reviews on one connection, p50 / p99"),
-            format!("{} / {}", ms(pct(&zl, 0.5)), ms(pct(&zl, 0.99))),
-            format!("{} / {}", ms(pct(&el, 0.5)), ms(pct(&el, 0.99))),
-            format!(
-                "{:.1} / {:.1}",
-                pct(&zl, 0.5).as_secs_f64() / pct(&el, 0.5).as_secs_f64(),
-                pct(&zl, 0.99).as_secs_f64() / pct(&el, 0.99).as_secs_f64()
-            ),
-        ]);
+            [pct(&zl, 0.5), pct(&zl, 0.99)],
+            [pct(&el, 0.5), pct(&el, 0.99)],
+            ms,
+            1,
+        ));
         rows.push([
             format!("{name}: `Admission::handle` in process, {IN_PROCESS} reviews, p50 / p99"),
             format!("{} / {}", ms(pct(&local, 0.5)), ms(pct(&local, 0.99))),
