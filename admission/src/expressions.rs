@@ -2,7 +2,13 @@
 //! its compilation (with `zen-cel`'s limits). A bad expression is refused when the object is applied, never found later
 //! on a delivery.
 
+use std::borrow::Cow;
+
 use zen_crds::{Expression, IngestorPolicySpec, IngestorSpec};
+
+/// An expression and the field path it sits at. An Ingestor's paths are fixed texts, so
+/// listing them for a review allocates nothing.
+pub type Located<'e> = (Cow<'static, str>, &'e Expression);
 
 /// A CEL expression that does not compile.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -15,53 +21,56 @@ pub struct CompileError {
 }
 
 /// The expressions of an Ingestor spec, with their paths.
-pub fn of_ingestor(spec: &IngestorSpec) -> Vec<(String, &Expression)> {
-    let mut out = Vec::new();
+pub fn of_ingestor(spec: &IngestorSpec) -> Vec<Located<'_>> {
+    let mut out: Vec<Located<'_>> = Vec::with_capacity(12);
     if let Some(filter) = &spec.filter {
-        out.push(("spec.filter".to_owned(), filter));
+        out.push(("spec.filter".into(), filter));
     }
     if let Some(m) = &spec.mapping {
-        out.push(("spec.mapping.category".to_owned(), &m.category));
-        out.push(("spec.mapping.severity".to_owned(), &m.severity));
-        out.push(("spec.mapping.eventType".to_owned(), &m.event_type));
-        for (name, e) in [
-            ("source", &m.source),
-            ("title", &m.title),
-            ("description", &m.description),
-            ("resource", &m.resource),
-            ("details", &m.details),
-            ("detectedAt", &m.detected_at),
-            ("fingerprint", &m.fingerprint),
+        out.push(("spec.mapping.category".into(), &m.category));
+        out.push(("spec.mapping.severity".into(), &m.severity));
+        out.push(("spec.mapping.eventType".into(), &m.event_type));
+        for (field, e) in [
+            ("spec.mapping.source", &m.source),
+            ("spec.mapping.title", &m.title),
+            ("spec.mapping.description", &m.description),
+            ("spec.mapping.resource", &m.resource),
+            ("spec.mapping.details", &m.details),
+            ("spec.mapping.detectedAt", &m.detected_at),
+            ("spec.mapping.fingerprint", &m.fingerprint),
         ] {
             if let Some(e) = e {
-                out.push((format!("spec.mapping.{name}"), e));
+                out.push((field.into(), e));
             }
         }
     }
     if let Some(key) = spec.dedup.as_ref().and_then(|d| d.key.as_ref()) {
-        out.push(("spec.dedup.key".to_owned(), key));
+        out.push(("spec.dedup.key".into(), key));
     }
     out
 }
 
 /// The expressions of an IngestorPolicy spec, with their paths.
-pub fn of_policy(spec: &IngestorPolicySpec) -> Vec<(String, &Expression)> {
-    let mut out = Vec::new();
+pub fn of_policy(spec: &IngestorPolicySpec) -> Vec<Located<'_>> {
+    let mut out: Vec<Located<'_>> = Vec::new();
     for (i, c) in spec.match_conditions.iter().enumerate() {
         out.push((
-            format!("spec.matchConditions[{i}].expression"),
+            format!("spec.matchConditions[{i}].expression").into(),
             &c.expression,
         ));
     }
     for (i, v) in spec.validations.iter().enumerate() {
-        out.push((format!("spec.validations[{i}].expression"), &v.expression));
+        out.push((
+            format!("spec.validations[{i}].expression").into(),
+            &v.expression,
+        ));
         if let Some(m) = &v.message_expression {
-            out.push((format!("spec.validations[{i}].messageExpression"), m));
+            out.push((format!("spec.validations[{i}].messageExpression").into(), m));
         }
     }
     for (i, m) in spec.mutations.iter().enumerate() {
         out.push((
-            format!("spec.mutations[{i}].valueExpression"),
+            format!("spec.mutations[{i}].valueExpression").into(),
             &m.value_expression,
         ));
     }
@@ -69,7 +78,7 @@ pub fn of_policy(spec: &IngestorPolicySpec) -> Vec<(String, &Expression)> {
 }
 
 /// Compiles each expression; returns the ones that fail.
-pub fn compile_all(expressions: &[(String, &Expression)]) -> Vec<CompileError> {
+pub fn compile_all(expressions: &[Located<'_>]) -> Vec<CompileError> {
     expressions
         .iter()
         .filter_map(|(field, e)| {
@@ -81,9 +90,7 @@ pub fn compile_all(expressions: &[(String, &Expression)]) -> Vec<CompileError> {
 }
 
 /// Compiles each expression, in order.
-pub fn compile_each(
-    expressions: &[(String, &Expression)],
-) -> Vec<Result<zen_cel::Program, CompileError>> {
+pub fn compile_each(expressions: &[Located<'_>]) -> Vec<Result<zen_cel::Program, CompileError>> {
     expressions
         .iter()
         .map(|(field, e)| {

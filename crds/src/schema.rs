@@ -193,11 +193,39 @@ impl Node {
         })
     }
 
-    fn property(&self, name: &str) -> Option<&Node> {
-        self.properties
-            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+    fn properties(&self) -> Properties<'_> {
+        Properties {
+            all: &self.properties,
+            rest: &self.properties,
+        }
+    }
+}
+
+/// Finds an object's keys among a schema's properties. Both come sorted (entries are read in
+/// key order, properties sorted when compiled), so one pass over the properties serves all
+/// of an object's keys instead of a search for each. A key the pass does not find is
+/// searched for, so keys out of order are still found.
+struct Properties<'s> {
+    all: &'s [(String, Node)],
+    rest: &'s [(String, Node)],
+}
+
+impl<'s> Properties<'s> {
+    fn find(&mut self, key: &str) -> Option<&'s Node> {
+        while let Some(((name, node), tail)) = self.rest.split_first() {
+            match name.as_str().cmp(key) {
+                std::cmp::Ordering::Less => self.rest = tail,
+                std::cmp::Ordering::Equal => {
+                    self.rest = tail;
+                    return Some(node);
+                }
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        self.all
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
             .ok()
-            .map(|i| &self.properties[i].1)
+            .map(|i| &self.all[i].1)
     }
 }
 
@@ -247,11 +275,12 @@ impl SchemaValidator {
             steps: Vec::new(),
             pruned: Vec::new(),
         };
+        let mut properties = self.root.properties();
         for (key, value) in object.sorted_entries() {
             if matches!(key, "apiVersion" | "kind" | "metadata") {
                 continue;
             }
-            match self.root.property(key) {
+            match properties.find(key) {
                 Some(schema) => {
                     walker.steps.push(Step::Key(key));
                     walker.walk(schema, value, 1);
@@ -523,8 +552,9 @@ impl<'v> Walker<'_, 'v> {
                 }
             }
             Kind::Object => {
+                let mut properties = schema.properties();
                 for (key, v) in value.sorted_entries() {
-                    let below = match schema.property(key) {
+                    let below = match properties.find(key) {
                         Some(s) => Some(s),
                         None => match &schema.additional {
                             Additional::Schema(s) => Some(&**s),
@@ -701,6 +731,28 @@ mod tests {
 
     use super::*;
     use crate::{Ingestor, Observation};
+
+    /// Keys asked for in order are found in one pass; keys out of order, and repeated, are
+    /// found all the same, and a key the schema lacks is not.
+    #[test]
+    fn properties_are_found_in_any_order() {
+        let schema = json!({"type": "object", "properties": {
+            "alpha": {"type": "string"}, "beta": {"type": "integer"}, "gamma": {"type": "boolean"}
+        }});
+        let node = Node::compile(&schema, 0).unwrap();
+        let mut props = node.properties();
+        for (key, found) in [
+            ("alpha", Some(JsonType::String)),
+            ("beta", Some(JsonType::Integer)),
+            ("gamma", Some(JsonType::Boolean)),
+            ("alpha", Some(JsonType::String)),
+            ("delta", None),
+            ("beta", Some(JsonType::Integer)),
+            ("aaa", None),
+        ] {
+            assert_eq!(props.find(key).and_then(|n| n.ty), found, "{key}");
+        }
+    }
 
     fn schema_of(
         crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
