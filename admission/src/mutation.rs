@@ -6,7 +6,7 @@
 //! objects are created by one `add` of the nested value, as kube-apiserver's own defaulting
 //! patches look.
 
-use std::fmt::Write as _;
+use std::{borrow::Cow, fmt::Write as _};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -64,157 +64,294 @@ pub fn parse(path: &str) -> Result<Vec<String>, PathError> {
 pub type ValueFn<'a> = dyn FnMut(Option<&Value>) -> Result<Option<Value>, String> + 'a;
 
 /// Writes the value at `segments` where nothing is there yet (or always, with `overwrite`),
-/// appending the patch operations to `ops`.
+/// appending the patch operations to `ops`. The object is `object` with `ops` applied: the
+/// review's object is never copied, since the answer is the patch alone, and what earlier
+/// operations wrote is read from them (see [`view`]).
 pub fn apply(
-    object: &mut Value,
+    object: &Value,
     segments: &[String],
     value: &mut ValueFn<'_>,
     overwrite: bool,
     ops: &mut Vec<PatchOp>,
 ) -> Result<(), PathError> {
-    walk(
-        object,
-        segments,
-        &mut String::with_capacity(64),
-        value,
-        overwrite,
-        ops,
-    )
+    let mut at = String::with_capacity(64);
+    walk(Some(object), ops, segments, &mut at, value, overwrite)
 }
 
-/// Walks `segments` below `node`, whose pointer is `at` (extended in place and restored).
-/// `value` is asked for the value only where one is to be written.
+/// What the walk needs to know of a place, read before it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Missing,
+    Null,
+    Array(usize),
+    Object,
+    Other,
+}
+
+impl Shape {
+    fn of(value: Option<&Value>) -> Self {
+        match value {
+            None => Self::Missing,
+            Some(Value::Null) => Self::Null,
+            Some(Value::Array(items)) => Self::Array(items.len()),
+            Some(Value::Object(_)) => Self::Object,
+            Some(_) => Self::Other,
+        }
+    }
+}
+
+/// Whether the operation at pointer `op` is at `at` or above it.
+fn covers(op: &str, at: &str) -> bool {
+    at.strip_prefix(op)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The value at pointer `at` with `ops` applied, as far as what is there and of which kind
+/// goes: the latest operation at or above `at` holds it, else the object does (`original`,
+/// the object's value at `at`, found by the walk on its way down). Operations below `at`
+/// only change what is inside it (they add fields where none were and replace values in
+/// place), so they are left to [`current`].
+fn view<'s>(original: Option<&'s Value>, ops: &'s [PatchOp], at: &str) -> Option<&'s Value> {
+    match ops.iter().rev().find(|op| covers(&op.path, at)) {
+        Some(op) => below(&op.value, &at[op.path.len()..]),
+        None => original,
+    }
+}
+
+/// The value at the pointer `rel` below `value`.
+fn below<'v>(mut value: &'v Value, rel: &str) -> Option<&'v Value> {
+    for token in rel.split('/').skip(1) {
+        let key: Cow<'_, str> = if token.contains('~') {
+            token.replace("~1", "/").replace("~0", "~").into()
+        } else {
+            token.into()
+        };
+        value = child(value, &key)?;
+    }
+    Some(value)
+}
+
+/// A field of an object or an element of an array.
+fn child<'v>(value: &'v Value, seg: &str) -> Option<&'v Value> {
+    match value {
+        Value::Object(map) => map.get(seg),
+        Value::Array(items) => seg.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => None,
+    }
+}
+
+/// The whole value at `at` with `ops` applied: borrowed where no operation wrote inside it
+/// after the one that holds it, else copied with those writes.
+fn current<'s>(
+    original: Option<&'s Value>,
+    ops: &'s [PatchOp],
+    at: &str,
+) -> Option<Cow<'s, Value>> {
+    let (base, later) = match ops.iter().rposition(|op| covers(&op.path, at)) {
+        Some(i) => (
+            below(&ops[i].value, &at[ops[i].path.len()..])?,
+            &ops[i + 1..],
+        ),
+        None => (original?, ops),
+    };
+    let mut inside = later
+        .iter()
+        .filter(|op| op.path.len() > at.len() && covers(at, &op.path))
+        .peekable();
+    if inside.peek().is_none() {
+        return Some(Cow::Borrowed(base));
+    }
+    let mut copy = base.clone();
+    for op in inside {
+        write(&mut copy, &op.path[at.len()..], op.value.clone());
+    }
+    Some(Cow::Owned(copy))
+}
+
+/// Writes `value` at the pointer `rel` below `target`, whose parent is there (the operation
+/// it comes from was recorded on the same object).
+fn write(target: &mut Value, rel: &str, value: Value) {
+    let Some((parent, last)) = rel.rsplit_once('/') else {
+        return;
+    };
+    let key = last.replace("~1", "/").replace("~0", "~");
+    match target.pointer_mut(parent) {
+        Some(Value::Object(map)) => {
+            map.insert(key, value);
+        }
+        Some(Value::Array(items)) => {
+            if let Some(slot) = key.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                *slot = value;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Walks `segments` below the place at pointer `at` (extended in place and restored), where
+/// the object has `original`. `value` is asked for the value only where one is to be written.
 fn walk(
-    node: &mut Value,
+    original: Option<&Value>,
+    ops: &mut Vec<PatchOp>,
     segments: &[String],
     at: &mut String,
     value: &mut ValueFn<'_>,
     overwrite: bool,
-    ops: &mut Vec<PatchOp>,
 ) -> Result<(), PathError> {
     let Some((seg, rest)) = segments.split_first() else {
         return Ok(());
     };
     let len = at.len();
+    let node = Shape::of(view(original, ops, at));
+    let child_of = |seg: &str| original.and_then(|o| child(o, seg));
     if seg == "*" {
-        let Value::Array(items) = node else {
-            return match node {
-                Value::Null => Ok(()),
-                _ => Err(not_fit(at, seg, "'*' needs an array here")),
-            };
+        let items = match node {
+            Shape::Array(n) => n,
+            Shape::Null => return Ok(()),
+            _ => return Err(not_fit(at, seg, "'*' needs an array here")),
         };
         // Below the last `*`, the value is computed with the element as it is before the
         // write, and only for elements that get one; above it, inner `*`s select.
         let last = !rest.iter().any(|s| s == "*");
-        for (i, item) in items.iter_mut().enumerate() {
+        for i in 0..items {
             let _ = write!(at, "/{i}");
+            let item = original.and_then(|o| o.get(i));
             let walked = if !last {
-                walk(item, rest, at, value, overwrite, ops)
-            } else if wants_value(item, rest, overwrite) {
-                let mut computed = Some(value(Some(item)));
+                walk(item, ops, rest, at, value, overwrite)
+            } else if wants_value(item, ops, at, rest, overwrite) {
+                let current = current(item, ops, at);
+                let mut computed = Some(value(current.as_deref()));
+                drop(current);
                 let mut once = |_: Option<&Value>| computed.take().unwrap_or(Ok(None));
-                walk(item, rest, at, &mut once, overwrite, ops)
+                walk(item, ops, rest, at, &mut once, overwrite)
             } else {
-                walk(item, rest, at, &mut |_| Ok(None), overwrite, ops)
+                walk(item, ops, rest, at, &mut |_| Ok(None), overwrite)
             };
             at.truncate(len);
             walked?;
         }
         return Ok(());
     }
-    if let Value::Array(items) = node {
+    if let Shape::Array(items) = node {
         let index: usize = seg
             .parse()
             .map_err(|_| not_fit(at, seg, "an array index is a number"))?;
-        let Some(item) = items.get_mut(index) else {
+        if index >= items {
             return Err(not_fit(at, seg, "no array element at this index"));
-        };
-        push_segment(at, seg);
+        }
+        let _ = write!(at, "/{index}");
+        let item = original.and_then(|o| o.get(index));
         let walked = if rest.is_empty() {
-            set_existing(item, at, value, overwrite, ops)
+            set_existing(item, ops, at, value, overwrite)
         } else {
-            walk(item, rest, at, value, overwrite, ops)
+            walk(item, ops, rest, at, value, overwrite)
         };
         at.truncate(len);
         return walked;
     }
-    let Value::Object(map) = node else {
+    if node != Shape::Object {
         return Err(not_fit(at, seg, "the parent is not an object"));
-    };
+    }
     push_segment(at, seg);
-    let walked = match map.get_mut(seg.as_str()) {
-        Some(child) if rest.is_empty() => set_existing(child, at, value, overwrite, ops),
-        Some(child) if !child.is_null() => walk(child, rest, at, value, overwrite, ops),
-        // Nothing below to fill when the rest selects array elements that do not exist.
-        _ if rest.iter().any(|s| s == "*") => Ok(()),
-        _ => match value(None) {
-            Err(message) => Err(PathError {
-                path: at.clone(),
-                message,
-            }),
-            Ok(None) => Ok(()),
-            Ok(Some(leaf)) => {
-                let nested = rest.iter().rev().fold(leaf, |inner, key| {
-                    let mut m = Map::new();
-                    m.insert(key.clone(), inner);
-                    Value::Object(m)
-                });
-                let kind = if map.contains_key(seg.as_str()) {
-                    PatchKind::Replace
-                } else {
-                    PatchKind::Add
-                };
-                ops.push(operation(kind, at, nested.clone()));
-                map.insert(seg.clone(), nested);
-                Ok(())
-            }
-        },
+    let below = child_of(seg);
+    let walked = match Shape::of(view(below, ops, at)) {
+        Shape::Missing | Shape::Null if !rest.is_empty() && rest.iter().any(|s| s == "*") => {
+            // Nothing below to fill when the rest selects array elements that do not exist.
+            Ok(())
+        }
+        Shape::Missing => add(ops, at, rest, value, PatchKind::Add),
+        _ if rest.is_empty() => set_existing(below, ops, at, value, overwrite),
+        Shape::Null => add(ops, at, rest, value, PatchKind::Replace),
+        _ => walk(below, ops, rest, at, value, overwrite),
     };
     at.truncate(len);
     walked
 }
 
-/// Whether [`walk`] would ask for a value below `node`: the place is missing or null (or
-/// `overwrite`). It mirrors `walk`'s decisions for segments without `*`.
-fn wants_value(mut node: &Value, mut segments: &[String], overwrite: bool) -> bool {
-    while let Some((seg, rest)) = segments.split_first() {
-        let child = match node {
-            Value::Array(items) => match seg.parse::<usize>().ok().and_then(|i| items.get(i)) {
-                Some(child) => child,
-                None => return false,
-            },
-            Value::Object(map) => match map.get(seg.as_str()) {
-                Some(child) if rest.is_empty() || !child.is_null() => child,
-                _ => return true,
-            },
-            _ => return false,
-        };
-        if rest.is_empty() {
-            return overwrite || child.is_null();
+/// Writes the value at `at` (missing or null there), nested in the objects `rest` names.
+fn add(
+    ops: &mut Vec<PatchOp>,
+    at: &str,
+    rest: &[String],
+    value: &mut ValueFn<'_>,
+    kind: PatchKind,
+) -> Result<(), PathError> {
+    match value(None) {
+        Err(message) => Err(PathError {
+            path: at.to_owned(),
+            message,
+        }),
+        Ok(None) => Ok(()),
+        Ok(Some(leaf)) => {
+            let nested = rest.iter().rev().fold(leaf, |inner, key| {
+                let mut m = Map::new();
+                m.insert(key.clone(), inner);
+                Value::Object(m)
+            });
+            ops.push(operation(kind, at, nested));
+            Ok(())
         }
-        node = child;
+    }
+}
+
+/// Whether [`walk`] would ask for a value below the place at `at` (where the object has
+/// `original`): the place is missing or null (or `overwrite`). It mirrors `walk`'s decisions
+/// for segments without `*`.
+fn wants_value(
+    mut original: Option<&Value>,
+    ops: &[PatchOp],
+    at: &str,
+    mut segments: &[String],
+    overwrite: bool,
+) -> bool {
+    let mut at = at.to_owned();
+    while let Some((seg, rest)) = segments.split_first() {
+        match Shape::of(view(original, ops, &at)) {
+            Shape::Array(items) => match seg.parse::<usize>() {
+                Ok(i) if i < items => {
+                    let _ = write!(at, "/{i}");
+                    original = original.and_then(|o| o.get(i));
+                }
+                _ => return false,
+            },
+            Shape::Object => {
+                push_segment(&mut at, seg);
+                original = original.and_then(|o| child(o, seg));
+                match Shape::of(view(original, ops, &at)) {
+                    Shape::Missing => return true,
+                    Shape::Null if !rest.is_empty() => return true,
+                    _ => {}
+                }
+            }
+            _ => return false,
+        }
+        if rest.is_empty() {
+            return overwrite || Shape::of(view(original, ops, &at)) == Shape::Null;
+        }
         segments = rest;
     }
     false
 }
 
 fn set_existing(
-    slot: &mut Value,
+    original: Option<&Value>,
+    ops: &mut Vec<PatchOp>,
     at: &str,
     value: &mut ValueFn<'_>,
     overwrite: bool,
-    ops: &mut Vec<PatchOp>,
 ) -> Result<(), PathError> {
-    if !(overwrite || slot.is_null()) {
+    if !(overwrite || Shape::of(view(original, ops, at)) == Shape::Null) {
         return Ok(());
     }
     let new = value(None).map_err(|message| PathError {
         path: at.to_owned(),
         message,
     })?;
-    if let Some(new) = new.filter(|n| n != slot) {
-        ops.push(operation(PatchKind::Replace, at, new.clone()));
-        *slot = new;
+    let Some(new) = new else {
+        return Ok(());
+    };
+    if current(original, ops, at).as_deref() != Some(&new) {
+        ops.push(operation(PatchKind::Replace, at, new));
     }
     Ok(())
 }
@@ -240,6 +377,10 @@ fn not_fit(at: &str, seg: &str, message: &str) -> PathError {
 /// Appends `/seg`, escaped as a JSON pointer.
 fn push_segment(at: &mut String, seg: &str) {
     at.push('/');
+    if !seg.contains(['~', '/']) {
+        at.push_str(seg);
+        return;
+    }
     for c in seg.chars() {
         match c {
             '~' => at.push_str("~0"),
@@ -258,8 +399,25 @@ mod tests {
     fn run(obj: &mut Value, path: &str, value: Value, overwrite: bool) -> Vec<Value> {
         let mut ops = Vec::new();
         let mut f = |_: Option<&Value>| Ok(Some(value.clone()));
-        apply(obj, &parse(path).unwrap(), &mut f, overwrite, &mut ops).unwrap();
+        in_place(obj, &parse(path).unwrap(), &mut f, overwrite, &mut ops).unwrap();
         as_json(&ops)
+    }
+
+    /// [`apply`], then its new operations applied to `obj` as a JSON patch: what the
+    /// answer's patch makes of the object.
+    fn in_place(
+        obj: &mut Value,
+        segments: &[String],
+        value: &mut ValueFn<'_>,
+        overwrite: bool,
+        ops: &mut Vec<PatchOp>,
+    ) -> Result<(), PathError> {
+        let before = ops.len();
+        apply(obj, segments, value, overwrite, ops)?;
+        let patch: json_patch::Patch =
+            serde_json::from_value(Value::Array(as_json(&ops[before..]))).unwrap();
+        json_patch::patch(obj, &patch).unwrap();
+        Ok(())
     }
 
     /// The operations as the answer's JSON has them.
@@ -325,7 +483,7 @@ mod tests {
         let mut only_webhooks = |e: Option<&Value>| {
             Ok((e.map(|e| &e["type"]) == Some(&json!("webhook"))).then(|| json!(1048576)))
         };
-        apply(
+        in_place(
             &mut obj,
             &parse("/spec/sources/*/maxBodyBytes").unwrap(),
             &mut only_webhooks,
@@ -356,7 +514,7 @@ mod tests {
             ))))
         };
         let mut ops = Vec::new();
-        apply(
+        in_place(
             &mut obj,
             &parse("/spec/sources/*/limit").unwrap(),
             &mut named,
@@ -384,7 +542,7 @@ mod tests {
             count += 1;
             Ok(Some(json!(1)))
         };
-        apply(
+        in_place(
             &mut obj,
             &parse("/spec/sources/*/x/y").unwrap(),
             &mut counted,
@@ -401,7 +559,7 @@ mod tests {
         let mut obj = json!({"a": [{"b": [{"k": 1}, {"k": 2, "v": 0}]}, {"b": []}, {}]});
         let mut ops = Vec::new();
         let mut from_k = |e: Option<&Value>| Ok(e.map(|e| e["k"].clone()));
-        apply(
+        in_place(
             &mut obj,
             &parse("/a/*/b/*/v").unwrap(),
             &mut from_k,
@@ -420,10 +578,71 @@ mod tests {
         );
     }
 
+    /// Mutations in a row, each on the object as the earlier ones left it, give the same
+    /// operations and show each value function the same elements, whether the object is
+    /// patched in place between them or left untouched with the operations read back.
+    #[test]
+    fn later_mutations_see_earlier_writes_without_a_copy() {
+        let object = json!({"spec": {"ttl": null, "sources": [
+            {"name": "a", "type": "webhook"},
+            {"name": "b", "type": "kubernetesEvents", "limit": null}
+        ]}});
+        let steps: [(&str, Value, bool); 8] = [
+            ("/spec/ttl/max", json!("720h"), false),
+            ("/spec/ttl/default", json!("168h"), false),
+            ("/spec/ttl/max", json!("24h"), true),
+            ("/spec/sources/*/maxBodyBytes", json!(1024), false),
+            ("/spec/sources/*/rateLimit", json!({"burst": 1}), false),
+            ("/spec/sources/*/rateLimit/burst", json!(2), true),
+            ("/spec/sources/1/limit", json!(3), false),
+            ("/spec/sources/*/rateLimit/burst", json!(2), true),
+        ];
+        let run = |in_place_too: bool| {
+            let mut obj = object.clone();
+            let (mut ops, mut seen) = (Vec::new(), Vec::new());
+            for (path, v, overwrite) in &steps {
+                let mut f = |e: Option<&Value>| {
+                    seen.push(e.cloned());
+                    Ok(Some(v.clone()))
+                };
+                let segments = parse(path).unwrap();
+                if in_place_too {
+                    in_place(&mut obj, &segments, &mut f, *overwrite, &mut ops).unwrap();
+                } else {
+                    apply(&obj, &segments, &mut f, *overwrite, &mut ops).unwrap();
+                }
+            }
+            (as_json(&ops), seen, obj)
+        };
+        let (patched_ops, patched_seen, patched) = run(true);
+        let (ops, seen, untouched) = run(false);
+        assert_eq!(ops, patched_ops);
+        assert_eq!(seen, patched_seen);
+        assert_eq!(untouched, object);
+        // The elements the rate limit saw carry the body limit written before it.
+        assert!(
+            seen.iter()
+                .flatten()
+                .any(|e| e["maxBodyBytes"] == 1024 && e.get("rateLimit").is_none())
+        );
+        assert_eq!(
+            patched["spec"]["ttl"],
+            json!({"max": "24h", "default": "168h"})
+        );
+        assert_eq!(patched["spec"]["sources"][1]["limit"], 3);
+        assert_eq!(
+            patched["spec"]["sources"][0]["rateLimit"],
+            json!({"burst": 2})
+        );
+        // Two of each per-source step, one of the others; the last step found nothing to
+        // change.
+        assert_eq!(ops.len(), 10, "{ops:#?}");
+    }
+
     /// The error of writing 1 at `path` in `obj`.
     fn not_fitting(mut obj: Value, path: &str) -> String {
         let mut one = |_: Option<&Value>| Ok(Some(json!(1)));
-        apply(
+        in_place(
             &mut obj,
             &parse(path).unwrap(),
             &mut one,

@@ -367,12 +367,14 @@ impl PolicySet {
         pass.out
     }
 
-    /// Runs every applicable policy's mutations on `object`, recording the patch.
+    /// Runs every applicable policy's mutations on `object`, recording the patch (the object
+    /// itself is left as it is: each mutation sees what the earlier ones wrote through the
+    /// patch).
     pub fn mutate(
         &self,
         namespace_labels: Option<&BTreeMap<String, String>>,
         vars: &Variables,
-        object: &mut Value,
+        object: &Value,
         budget: &mut Budget,
     ) -> Outcome {
         let mut pass = Pass::new(namespace_labels, vars, self.slots, budget);
@@ -667,8 +669,8 @@ mod tests {
                 "IngestorPolicy \"p\": fixed"
             ]
         );
-        let mut object = json!({"spec": {}});
-        let out = set.mutate(None, &vars, &mut object, &mut Budget::default());
+        let object = json!({"spec": {}});
+        let out = set.mutate(None, &vars, &object, &mut Budget::default());
         assert_eq!(
             serde_json::to_value(&out.patch).unwrap(),
             json!([{"op": "add", "path": "/spec/x", "value": "x"}])

@@ -189,10 +189,7 @@ impl Admission {
         let policies = self.policies();
         let vars = variables(request, object);
         let labels = self.namespace_labels(request);
-        let mut mutated = object.clone();
-        let outcome = policies
-            .set
-            .mutate(labels.as_ref(), &vars, &mut mutated, budget);
+        let outcome = policies.set.mutate(labels.as_ref(), &vars, object, budget);
         policies.count(&outcome.evaluations);
         if let Some(first) = outcome.denials.first() {
             return AdmissionResponse::deny(
