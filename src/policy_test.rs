@@ -121,7 +121,7 @@ fn check(admission: &Admission, index: usize, doc: &Value) -> Verdict {
     }
     if let Some(patch) = &mutated.patch {
         let ops: Vec<Value> = base64::engine::general_purpose::STANDARD
-            .decode(patch)
+            .decode(patch.as_str())
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();

@@ -20,6 +20,31 @@ pub struct PatchOp {
     pub value: Value,
 }
 
+impl PatchOp {
+    /// The JSON text of `ops`, as serializing them gives it: the fixed parts are written as
+    /// they are, and only paths and values go through the serializer.
+    pub fn to_json(ops: &[PatchOp]) -> Vec<u8> {
+        let mut text = Vec::with_capacity(64 * ops.len() + 2);
+        text.push(b'[');
+        for (i, op) in ops.iter().enumerate() {
+            if i > 0 {
+                text.push(b',');
+            }
+            text.extend_from_slice(match op.op {
+                PatchKind::Add => br#"{"op":"add","path":"#,
+                PatchKind::Replace => br#"{"op":"replace","path":"#,
+            });
+            // Serializing a string and a JSON value into memory cannot fail.
+            let _ = serde_json::to_writer(&mut text, &op.path);
+            text.extend_from_slice(br#","value":"#);
+            let _ = serde_json::to_writer(&mut text, &op.value);
+            text.push(b'}');
+        }
+        text.push(b']');
+        text
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PatchKind {
@@ -637,6 +662,25 @@ mod tests {
         // Two of each per-source step, one of the others; the last step found nothing to
         // change.
         assert_eq!(ops.len(), 10, "{ops:#?}");
+    }
+
+    /// The patch text reads as serializing the operations writes them, with paths and
+    /// values that need escaping.
+    #[test]
+    fn patch_text_is_the_serialized_operations() {
+        let ops = [
+            operation(
+                PatchKind::Add,
+                "/spec/a\"b",
+                json!({"k": "a \"quoted\"\n word", "n": [1, 2.5, null]}),
+            ),
+            operation(PatchKind::Replace, "/spec/x~1y", json!("\u{7}")),
+        ];
+        for ops in [&ops[..], &ops[..1], &[]] {
+            let text = PatchOp::to_json(ops);
+            let read: Value = serde_json::from_slice(&text).unwrap();
+            assert_eq!(read, serde_json::to_value(ops).unwrap());
+        }
     }
 
     /// The error of writing 1 at `path` in `obj`.

@@ -137,9 +137,8 @@ pub struct AdmissionResponse {
     pub status: Option<Status>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub patch_type: Option<&'static str>,
-    /// Base64 of the JSON patch.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub patch: Option<String>,
+    pub patch: Option<Patch>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -171,17 +170,33 @@ impl AdmissionResponse {
     /// Attaches a JSON patch (an empty one is left out).
     pub fn with_patch(mut self, ops: &[crate::mutation::PatchOp]) -> Self {
         if !ops.is_empty() {
-            let mut text = Vec::with_capacity(64 * ops.len());
-            // Serializing typed operations and JSON values cannot fail.
-            let _ = serde_json::to_writer(&mut text, ops);
+            let text = crate::mutation::PatchOp::to_json(ops);
             self.patch_type = Some("JSONPatch");
-            self.patch = Some(base64::engine::general_purpose::STANDARD.encode(text));
+            self.patch = Some(Patch(
+                base64::engine::general_purpose::STANDARD.encode(text),
+            ));
         }
         self
     }
 
     /// The review document sent back.
     pub fn into_review(mut self) -> Vec<u8> {
+        if self.allowed
+            && self.status.is_none()
+            && self.patch.is_none()
+            && self.warnings.is_empty()
+            && self.audit_annotations.is_empty()
+        {
+            // Most answers: allowed, nothing said. Written as they are but for the uid.
+            let mut out = Vec::with_capacity(112 + self.uid.len());
+            out.extend_from_slice(br#"{"apiVersion":""#);
+            out.extend_from_slice(API_VERSION.as_bytes());
+            out.extend_from_slice(br#"","kind":"AdmissionReview","response":{"uid":"#);
+            // Serializing a string into memory cannot fail.
+            let _ = serde_json::to_writer(&mut out, &self.uid);
+            out.extend_from_slice(br#","allowed":true}}"#);
+            return out;
+        }
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
         struct Out<'r> {
@@ -191,11 +206,9 @@ impl AdmissionResponse {
         }
         // A patch is base64, which JSON needs no escapes for: it is written as it is, not
         // scanned byte by byte for escapes as the serializer would (it is most of a
-        // mutating answer). Anything else in its place is serialized as usual.
-        let patch = self
-            .patch
-            .take_if(|p| p.bytes().fold(true, |clean, b| clean & base64_byte(b)));
-        let mut out = Vec::with_capacity(192 + patch.as_ref().map_or(0, String::len));
+        // mutating answer).
+        let patch = self.patch.take();
+        let mut out = Vec::with_capacity(192 + patch.as_ref().map_or(0, |p| p.0.len()));
         let write = |out: &mut Vec<u8>, response: &AdmissionResponse| {
             // Serializing these types into memory cannot fail.
             let _ = serde_json::to_writer(
@@ -213,7 +226,7 @@ impl AdmissionResponse {
                 // Into the response object, before its closing brace and the review's.
                 out.truncate(out.len() - 2);
                 out.extend_from_slice(b",\"patch\":\"");
-                out.extend_from_slice(patch.as_bytes());
+                out.extend_from_slice(patch.0.as_bytes());
                 out.extend_from_slice(b"\"}}");
             } else {
                 self.patch = Some(patch);
@@ -225,17 +238,24 @@ impl AdmissionResponse {
     }
 }
 
-/// A byte of standard base64 (checked for every byte, without stopping early, so that the
-/// check runs on whole vectors).
-fn base64_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() | (b == b'+') | (b == b'/') | (b == b'=')
+/// Base64 of a JSON patch; only [`AdmissionResponse::with_patch`] makes one, so its text never
+/// needs escaping in JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Patch(String);
+
+impl Patch {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The answer reads as the serializer would have written it, whatever the patch holds.
+    /// The answer reads as the serializer would have written it, with a patch or without,
+    /// beside warnings or a denial.
     #[test]
     fn answers_read_as_their_serialized_form() {
         let ops = vec![crate::mutation::PatchOp {
@@ -243,16 +263,15 @@ mod tests {
             path: "/spec/ttl".into(),
             value: serde_json::json!({"max": "720h", "note": "a \"quoted\" word"}),
         }];
-        let mut odd = AdmissionResponse::allow("uid-2");
-        odd.patch = Some("not \"base64\"".into());
         let mut warned = AdmissionResponse::allow("uid-3").with_patch(&ops);
         warned.warnings = vec!["w".into()];
         for response in [
             AdmissionResponse::allow("uid-1").with_patch(&ops),
-            odd,
             warned,
             AdmissionResponse::deny("uid-4", 422, "Invalid", "no \"way\"".into()),
             AdmissionResponse::allow("uid-5"),
+            AdmissionResponse::allow("uid-6").with_patch(&[]),
+            AdmissionResponse::allow("uid \"7\" \\ \u{1}"),
         ] {
             let want = serde_json::json!({
                 "apiVersion": API_VERSION,
