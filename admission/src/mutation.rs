@@ -69,10 +69,7 @@ pub fn parse(path: &str) -> Result<Vec<String>, PathError> {
     let rest = path
         .strip_prefix('/')
         .ok_or_else(|| err("a JSON pointer starts with '/'"))?;
-    let segments: Vec<String> = rest
-        .split('/')
-        .map(|s| s.replace("~1", "/").replace("~0", "~"))
-        .collect();
+    let segments: Vec<String> = rest.split('/').map(|s| unescape(s).into_owned()).collect();
     if segments.last().is_some_and(|s| s == "*") {
         return Err(err(
             "the last segment names a field; '*' may only select array elements",
@@ -146,12 +143,7 @@ fn view<'s>(original: Option<&'s Value>, ops: &'s [PatchOp], at: &str) -> Option
 /// The value at the pointer `rel` below `value`.
 fn below<'v>(mut value: &'v Value, rel: &str) -> Option<&'v Value> {
     for token in rel.split('/').skip(1) {
-        let key: Cow<'_, str> = if token.contains('~') {
-            token.replace("~1", "/").replace("~0", "~").into()
-        } else {
-            token.into()
-        };
-        value = child(value, &key)?;
+        value = child(value, &unescape(token))?;
     }
     Some(value)
 }
@@ -199,10 +191,10 @@ fn write(target: &mut Value, rel: &str, value: Value) {
     let Some((parent, last)) = rel.rsplit_once('/') else {
         return;
     };
-    let key = last.replace("~1", "/").replace("~0", "~");
+    let key = unescape(last);
     match target.pointer_mut(parent) {
         Some(Value::Object(map)) => {
-            map.insert(key, value);
+            map.insert(key.into_owned(), value);
         }
         Some(Value::Array(items)) => {
             if let Some(slot) = key.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
@@ -228,7 +220,6 @@ fn walk(
     };
     let len = at.len();
     let node = Shape::of(view(original, ops, at));
-    let child_of = |seg: &str| original.and_then(|o| child(o, seg));
     if seg == "*" {
         let items = match node {
             Shape::Array(n) => n,
@@ -278,9 +269,9 @@ fn walk(
         return Err(not_fit(at, seg, "the parent is not an object"));
     }
     push_segment(at, seg);
-    let below = child_of(seg);
+    let below = original.and_then(|o| child(o, seg));
     let walked = match Shape::of(view(below, ops, at)) {
-        Shape::Missing | Shape::Null if !rest.is_empty() && rest.iter().any(|s| s == "*") => {
+        Shape::Missing | Shape::Null if rest.iter().any(|s| s == "*") => {
             // Nothing below to fill when the rest selects array elements that do not exist.
             Ok(())
         }
@@ -396,6 +387,15 @@ fn not_fit(at: &str, seg: &str, message: &str) -> PathError {
     PathError {
         path,
         message: message.to_owned(),
+    }
+}
+
+/// A JSON pointer's token unescaped (`~1` is `/`, `~0` is `~`, in that order).
+fn unescape(token: &str) -> Cow<'_, str> {
+    if token.contains('~') {
+        token.replace("~1", "/").replace("~0", "~").into()
+    } else {
+        token.into()
     }
 }
 
