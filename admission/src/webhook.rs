@@ -155,7 +155,8 @@ impl Admission {
             return r;
         }
         let policies = self.policies();
-        let vars = variables(request, object);
+        let request_var = request_variable(request);
+        let vars = variables(request, object, &request_var);
         let labels = self.namespace_labels(request);
         let outcome = policies.set.validate(labels.as_ref(), &vars, budget);
         policies.count(&outcome.evaluations);
@@ -187,7 +188,8 @@ impl Admission {
     ) -> AdmissionResponse {
         let uid = request.uid.as_str();
         let policies = self.policies();
-        let vars = variables(request, object);
+        let request_var = request_variable(request);
+        let vars = variables(request, object, &request_var);
         let labels = self.namespace_labels(request);
         let outcome = policies.set.mutate(labels.as_ref(), &vars, object, budget);
         policies.count(&outcome.evaluations);
@@ -223,25 +225,32 @@ impl Policies {
     }
 }
 
-/// `object`, `oldObject` and `request`, converted to CEL once for every expression.
-fn variables<'a>(request: &'a AdmissionRequest, object: &'a Value) -> Variables<'a> {
+/// `object`, `oldObject` and `request`, converted to CEL once for every expression. All
+/// three are borrowed, so the paths expressions read from them are found once per review.
+fn variables<'a>(
+    request: &'a AdmissionRequest,
+    object: &'a Value,
+    request_var: &'a Value,
+) -> Variables<'a> {
     let mut vars = Variables::new();
     vars.set("object", object);
     vars.set(
         "oldObject",
         request.old_object.as_ref().unwrap_or(&Value::Null),
     );
-    vars.set_owned(
-        "request",
-        json!({
-            "operation": request.operation.as_str(),
-            "namespace": request.namespace.clone().unwrap_or_default(),
-            "name": request.name.clone().unwrap_or_default(),
-            "userInfo": request.user_info,
-            "dryRun": request.dry_run.unwrap_or(false),
-        }),
-    );
+    vars.set("request", request_var);
     vars
+}
+
+/// The `request` variable: what kube-apiserver's admission attributes give a policy.
+fn request_variable(request: &AdmissionRequest) -> Value {
+    json!({
+        "operation": request.operation.as_str(),
+        "namespace": request.namespace.clone().unwrap_or_default(),
+        "name": request.name.clone().unwrap_or_default(),
+        "userInfo": request.user_info,
+        "dryRun": request.dry_run.unwrap_or(false),
+    })
 }
 
 /// The HTTP face of [`Admission`].

@@ -431,6 +431,19 @@ mod tests {
                 "object.spec.sources.exists(s, s.type == 'webhook' || s.type == 'kubernetesEvents')",
                 json!(true),
             ),
+            // A literal on either side; operands that are not strings compare as unequal.
+            (
+                "'webhook' == object.spec.sources[0].type && 'x' != object.metadata.name",
+                json!(true),
+            ),
+            (
+                "[object.spec.sources[0].rateLimit.burst == '100', object.metadata.labels != 'x', null == 'a']",
+                json!([false, true, false]),
+            ),
+            (
+                "[object.metadata.name.matches('^w.b$'), object.spec.sources.exists(s, s.name.matches('^e'))]",
+                json!([true, true]),
+            ),
         ] {
             let p = compile(e).unwrap();
             assert!(p.is_direct(), "{e}");
@@ -444,6 +457,8 @@ mod tests {
             "object.spec.nope == 1",
             "object.metadata.name + 1",
             "1 == 1u",
+            "object.spec.sources[0].rateLimit.burst.matches('1')",
+            "object.spec.nope == 'a'",
         ] {
             let p = compile(e).unwrap();
             assert!(p.is_direct(), "{e}");
@@ -499,6 +514,43 @@ mod tests {
             assert_eq!(got, interpreted, "{e}");
             assert_eq!(direct.spent(), reference.spent(), "{e}");
         }
+    }
+
+    /// `all` and `exists` run as quantifiers: an element that decides absorbs an error in
+    /// another, before or after it, and an error nothing absorbs is the interpreter's.
+    #[test]
+    fn quantifiers_absorb_errors_as_the_interpreter_does() {
+        let v = vars(json!({"l": [1, "a", 0], "ok": [1, 2]}));
+        for e in [
+            "payload.l.all(x, x > 0)",
+            "payload.l.exists(x, x == 0)",
+            "payload.l.exists(x, x == 1)",
+            "payload.l.all(x, x != 2)",
+            "payload.l.exists(x, x > 4)",
+            "payload.l.all(x, x)",
+            "payload.ok.all(x, x > 0) && !payload.ok.exists(x, x > 2)",
+            "payload.ok.exists(x, payload.ok.all(y, y <= x))",
+            "[].all(x, x) && ![].exists(x, x)",
+        ] {
+            let p = compile(e).unwrap();
+            assert!(p.is_direct(), "{e}");
+            assert!(format!("{:?}", p.direct).contains("Quantifier"), "{e}");
+            let (mut direct, mut reference) = (Budget::default(), Budget::default());
+            assert_eq!(
+                p.evaluate(&v, &mut direct),
+                p.evaluate_reference(&v, &mut reference),
+                "{e}"
+            );
+            assert_eq!(direct.spent(), reference.spent(), "{e}");
+        }
+        let mut b = Budget::default();
+        let answer = |e: &str, b: &mut Budget| compile(e).unwrap().evaluate(&v, b);
+        assert_eq!(answer("payload.l.all(x, x > 0)", &mut b), Ok(json!(false)));
+        assert_eq!(
+            answer("payload.l.exists(x, x == 1)", &mut b),
+            Ok(json!(true))
+        );
+        assert!(answer("payload.l.exists(x, x > 4)", &mut b).is_err());
     }
 
     /// A path from a borrowed input is found once for every expression evaluated against the

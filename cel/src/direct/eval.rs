@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use super::{
-    lower::{Append, Fold, Func, Lit, Node, Op, Path},
+    lower::{Append, Fold, Func, Lit, Node, Op, Path, Quantifier, StrEq},
     value::{Items, Outcome, Unknown, Val, compare, equal},
 };
 use crate::{Bound, Variables, budget::string_units};
@@ -118,8 +118,29 @@ impl<'a, 'v: 'a> Eval<'a, 'v> {
             Node::List(items) => self.list(items),
             Node::Map(entries) => self.map(entries),
             Node::Fold(fold) => self.fold(fold),
+            Node::Quantifier(q) => self.quantifier(q),
             Node::Append(append) => self.append(append),
+            Node::StrEq(e) => self.str_eq(e),
+            Node::Matches(m) => self.matches(&m.0, &m.1),
         }
+    }
+
+    #[inline(never)]
+    fn str_eq(&mut self, e: &'a StrEq) -> Outcome<'a> {
+        let v = self.eval(&e.operand)?;
+        let same = match v.as_str() {
+            Some(s) => s == &*e.text,
+            None => equal(&v, &Val::Str(&e.text))?,
+        };
+        Ok(Val::Bool(same != e.negate))
+    }
+
+    #[inline(never)]
+    fn matches(&mut self, text: &'a Node, re: &regex::Regex) -> Outcome<'a> {
+        let v = self.eval(text)?;
+        let s = v.as_str().ok_or(Unknown)?;
+        self.charge(1 + string_units(u64::try_from(s.len()).unwrap_or(u64::MAX)))?;
+        Ok(Val::Bool(re.is_match(s)))
     }
 
     /// `input.a.b`: found once per request where the input allows (see `paths`), else
@@ -265,6 +286,36 @@ impl<'a, 'v: 'a> Eval<'a, 'v> {
         }
         self.scope.truncate(iter_at);
         self.eval(&f.result)
+    }
+
+    /// As [`fold`](Self::fold) runs the macro's expansion: an element whose body gives the
+    /// absorbing value decides; an error (or a non-boolean) in another is the answer only
+    /// when none does.
+    #[inline(never)]
+    fn quantifier(&mut self, q: &'a Quantifier) -> Outcome<'a> {
+        let items = self.eval(&q.range)?.items()?;
+        let depth = self.scope.len();
+        self.scope.push(Val::Bool(!q.absorbing));
+        self.scope.push(Val::Null);
+        let mut pending = false;
+        let mut decided = false;
+        for item in items {
+            self.scope[depth + 1] = item;
+            match self.eval(&q.body) {
+                Ok(Val::Bool(b)) if b == q.absorbing => {
+                    decided = true;
+                    break;
+                }
+                Ok(Val::Bool(_)) => {}
+                Ok(_) | Err(Unknown) => pending = true,
+            }
+        }
+        self.scope.truncate(depth);
+        match (decided, pending) {
+            (true, _) => Ok(Val::Bool(q.absorbing)),
+            (false, true) => Err(Unknown),
+            (false, false) => Ok(Val::Bool(!q.absorbing)),
+        }
     }
 
     #[inline(never)]

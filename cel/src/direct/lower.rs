@@ -96,7 +96,21 @@ pub(crate) enum Node {
     List(Vec<Node>),
     Map(Vec<(Node, Node)>),
     Fold(Box<Fold>),
+    Quantifier(Box<Quantifier>),
     Append(Box<Append>),
+    /// `x == 'text'` or `x != 'text'` (either side): the most common comparison of
+    /// policies, decided without visiting the literal or dispatching on both types.
+    StrEq(Box<StrEq>),
+    /// `x.matches('pattern')` with a constant pattern, compiled once when lowering.
+    Matches(Box<(Node, std::sync::Arc<regex::Regex>)>),
+}
+
+#[derive(Debug)]
+pub(crate) struct StrEq {
+    pub(crate) operand: Node,
+    pub(crate) text: Box<str>,
+    /// `!=`.
+    pub(crate) negate: bool,
 }
 
 /// `root.fields…` with its number, where there is one.
@@ -126,6 +140,16 @@ pub(crate) struct Fold {
     /// decides: an error in one element is overruled by a later element giving it, as the
     /// interpreter defers such errors.
     pub(crate) absorbing: Option<bool>,
+}
+
+/// `all` (`absorbing` false) and `exists` (true): the body per element until one gives the
+/// absorbing value. The body sees the element as a fold's step does, with the accumulator's
+/// place below it kept.
+#[derive(Debug)]
+pub(crate) struct Quantifier {
+    pub(crate) range: Node,
+    pub(crate) body: Node,
+    pub(crate) absorbing: bool,
 }
 
 /// A comprehension that only appends to a list (`map`, `filter`).
@@ -281,8 +305,20 @@ fn call<'e>(call: &'e CallExpr, cx: &mut Lowering<'e>) -> Option<Node> {
             operators::LOGICAL_NOT => Some(Node::Not(one(cx)?)),
             operators::NEGATE => Some(Node::Neg(one(cx)?)),
             operators::NOT_STRICTLY_FALSE => Some(Node::NotStrictlyFalse(one(cx)?)),
-            operators::EQUALS => binary(Op::Eq, cx),
-            operators::NOT_EQUALS => binary(Op::Ne, cx),
+            operators::EQUALS | operators::NOT_EQUALS => {
+                let negate = name == operators::NOT_EQUALS;
+                let [a, b] = *pair(cx)?;
+                Some(match (a, b) {
+                    (operand, Node::Lit(Lit::Str(text))) | (Node::Lit(Lit::Str(text)), operand) => {
+                        Node::StrEq(Box::new(StrEq {
+                            operand,
+                            text,
+                            negate,
+                        }))
+                    }
+                    (a, b) => Node::Binary(if negate { Op::Ne } else { Op::Eq }, Box::new([a, b])),
+                })
+            }
             operators::LESS => binary(Op::Lt, cx),
             operators::LESS_EQUALS => binary(Op::Le, cx),
             operators::GREATER => binary(Op::Gt, cx),
@@ -304,11 +340,24 @@ fn call<'e>(call: &'e CallExpr, cx: &mut Lowering<'e>) -> Option<Node> {
                 }
                 Some(Node::Call(Func::Duration, vec![arg]))
             }
+            // A pattern that does not compile is left for the interpreter to report.
+            MATCHES_FN => match call.args.as_slice() {
+                [text, pattern] => {
+                    let text = cx.lower(text)?;
+                    let pattern = cx.lower(pattern)?;
+                    match &pattern {
+                        Node::Lit(Lit::Str(p)) if let Ok(re) = crate::regex::compiled(p) => {
+                            Some(Node::Matches(Box::new((text, re))))
+                        }
+                        _ => Some(Node::Call(Func::Matches, vec![text, pattern])),
+                    }
+                }
+                _ => None,
+            },
             _ => {
                 let func = match (name, call.args.len()) {
                     ("size", 1) => Func::Size,
                     ("string", 1) => Func::String,
-                    (MATCHES_FN, 2) => Func::Matches,
                     (SIZE_FN, 1) => Func::Sized,
                     (RANGE_FN, 1) => Func::Range,
                     _ => return None,
@@ -361,14 +410,72 @@ fn comprehension<'e>(c: &'e ComprehensionExpr, cx: &mut Lowering<'e>) -> Option<
         }
         _ => None,
     };
-    Some(Node::Fold(Box::new(Fold {
+    let fold = Fold {
         range,
         init: cx.lower(&c.accu_init)?,
         cond: cx.within(&[accu, iter], &c.loop_cond)?,
         step: cx.within(&[accu, iter], &c.loop_step)?,
         result: cx.within(&[accu], &c.result)?,
         absorbing,
-    })))
+    };
+    Some(quantifier(Box::new(fold)))
+}
+
+/// `all` and `exists` as their macros expand (`true`, looping while the accumulator is not
+/// `false`, each step `accu && body`, the accumulator as the result; `exists` the same with
+/// `false` and `||`): a [`Quantifier`]; a fold of another shape stays one.
+fn quantifier(f: Box<Fold>) -> Node {
+    // Within the step and condition, the accumulator is one below the element.
+    const ACCU: usize = 1;
+    let Some(absorbing) = f.absorbing else {
+        return Node::Fold(f);
+    };
+    let init_ok = matches!(f.init, Node::Lit(Lit::Bool(b)) if b != absorbing);
+    let cond_ok = match &f.cond {
+        Node::NotStrictlyFalse(x) => match (&**x, absorbing) {
+            (Node::Local(ACCU), false) => true,
+            (Node::Not(y), true) => matches!(**y, Node::Local(ACCU)),
+            _ => false,
+        },
+        _ => false,
+    };
+    let step_ok = match (&f.step, absorbing) {
+        (Node::And(pair), false) | (Node::Or(pair), true) => matches!(pair[0], Node::Local(ACCU)),
+        _ => false,
+    };
+    if !(init_ok && cond_ok && step_ok && matches!(f.result, Node::Local(0))) {
+        return Node::Fold(f);
+    }
+    let Fold {
+        range,
+        init,
+        cond,
+        step,
+        result,
+        ..
+    } = *f;
+    let body = match step {
+        Node::And(pair) | Node::Or(pair) => {
+            let [_, body] = *pair;
+            body
+        }
+        // Not reached: `step_ok` saw one of the two.
+        step => {
+            return Node::Fold(Box::new(Fold {
+                range,
+                init,
+                cond,
+                step,
+                result,
+                absorbing: Some(absorbing),
+            }));
+        }
+    };
+    Node::Quantifier(Box::new(Quantifier {
+        range,
+        body,
+        absorbing,
+    }))
 }
 
 fn is_ident(e: Option<&IdedExpr>, name: &str) -> bool {
