@@ -1,21 +1,64 @@
 //! Admission metrics: requests by operation and result with latency, policy evaluations by
 //! policy and result.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
 
 use crate::{
     policy::Evaluation,
-    review::{AdmissionRequest, AdmissionResponse},
+    review::{AdmissionRequest, AdmissionResponse, Operation},
     webhook::Mode,
 };
 
 #[derive(Clone)]
 pub struct AdmissionMetrics {
-    requests: IntCounterVec,
-    latency: HistogramVec,
+    /// Every (webhook, operation, result) series, resolved when registering: a review then
+    /// counts without hashing labels or taking the vector's lock, and every series is
+    /// exported from the start, at 0.
+    series: Arc<Series>,
     policies: IntCounterVec,
+}
+
+const WEBHOOKS: [Mode; 2] = [Mode::Mutate, Mode::Validate];
+const OPERATIONS: [Operation; 4] = [
+    Operation::Create,
+    Operation::Update,
+    Operation::Delete,
+    Operation::Connect,
+];
+const RESULTS: [&str; 3] = ["allowed", "patched", "denied"];
+
+struct Series {
+    /// By webhook, operation and result, in the orders above.
+    requests: [[[IntCounter; 3]; 4]; 2],
+    /// By webhook and operation.
+    latency: [[Histogram; 4]; 2],
+}
+
+fn webhook_label(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Mutate => "mutate",
+        Mode::Validate => "validate",
+    }
+}
+
+fn webhook_index(mode: Mode) -> usize {
+    match mode {
+        Mode::Mutate => 0,
+        Mode::Validate => 1,
+    }
+}
+
+fn operation_index(op: Operation) -> usize {
+    match op {
+        Operation::Create => 0,
+        Operation::Update => 1,
+        Operation::Delete => 2,
+        Operation::Connect => 3,
+    }
 }
 
 impl AdmissionMetrics {
@@ -47,9 +90,18 @@ impl AdmissionMetrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(policies.clone()))?;
+        let series = Series {
+            requests: WEBHOOKS.map(|w| {
+                OPERATIONS.map(|op| {
+                    RESULTS.map(|r| requests.with_label_values(&[webhook_label(w), op.as_str(), r]))
+                })
+            }),
+            latency: WEBHOOKS.map(|w| {
+                OPERATIONS.map(|op| latency.with_label_values(&[webhook_label(w), op.as_str()]))
+            }),
+        };
         Ok(Self {
-            requests,
-            latency,
+            series: Arc::new(series),
             policies,
         })
     }
@@ -61,22 +113,14 @@ impl AdmissionMetrics {
         response: &AdmissionResponse,
         took: Duration,
     ) {
-        let webhook = match mode {
-            Mode::Mutate => "mutate",
-            Mode::Validate => "validate",
-        };
         let result = match (response.allowed, response.patch.is_some()) {
-            (false, _) => "denied",
-            (true, true) => "patched",
-            (true, false) => "allowed",
+            (true, false) => 0,
+            (true, true) => 1,
+            (false, _) => 2,
         };
-        let op = request.operation.as_str();
-        self.requests
-            .with_label_values(&[webhook, op, result])
-            .inc();
-        self.latency
-            .with_label_values(&[webhook, op])
-            .observe(took.as_secs_f64());
+        let (w, op) = (webhook_index(mode), operation_index(request.operation));
+        self.series.requests[w][op][result].inc();
+        self.series.latency[w][op].observe(took.as_secs_f64());
     }
 
     /// `policy`'s counters, resolved once per policy set so that a review counts without
@@ -96,5 +140,53 @@ impl PolicyCounters {
         if let Some(c) = self.0.get(result as usize) {
             c.inc();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reviews_count_in_their_own_series_and_every_series_starts_at_zero() {
+        let registry = Registry::new();
+        let metrics = AdmissionMetrics::register(&registry).unwrap();
+        let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{
+            "uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},
+            "resource":{"group":"","version":"v1","resource":"pods"},"operation":"UPDATE"}}"#;
+        let request = crate::review::decode(body).unwrap();
+        let denied = AdmissionResponse::deny("u", 403, "Forbidden", "no".into());
+        metrics.observe(Mode::Validate, &request, &denied, Duration::from_micros(300));
+        let families = registry.gather();
+        let family = |name: &str| {
+            families
+                .iter()
+                .find(|f| f.name() == name)
+                .unwrap_or_else(|| panic!("{name} is exported"))
+        };
+        let requests = family("zen_watcher_admission_requests_total");
+        assert_eq!(requests.get_metric().len(), 2 * 4 * 3);
+        let counted: Vec<(Vec<String>, f64)> = requests
+            .get_metric()
+            .iter()
+            .filter(|m| m.get_counter().get_value() > 0.0)
+            .map(|m| {
+                let labels = m.get_label().iter().map(|l| l.value().to_owned()).collect();
+                (labels, m.get_counter().get_value())
+            })
+            .collect();
+        // Labels come sorted by name: operation, result, webhook.
+        assert_eq!(
+            counted,
+            vec![(vec!["UPDATE".into(), "denied".into(), "validate".into()], 1.0)]
+        );
+        let latency = family("zen_watcher_admission_duration_seconds");
+        assert_eq!(latency.get_metric().len(), 2 * 4);
+        let observed: Vec<u64> = latency
+            .get_metric()
+            .iter()
+            .map(|m| m.get_histogram().get_sample_count())
+            .collect();
+        assert_eq!(observed.iter().sum::<u64>(), 1);
     }
 }
