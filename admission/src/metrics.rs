@@ -156,7 +156,12 @@ mod tests {
             "resource":{"group":"","version":"v1","resource":"pods"},"operation":"UPDATE"}}"#;
         let request = crate::review::decode(body).unwrap();
         let denied = AdmissionResponse::deny("u", 403, "Forbidden", "no".into());
-        metrics.observe(Mode::Validate, &request, &denied, Duration::from_micros(300));
+        metrics.observe(
+            Mode::Validate,
+            &request,
+            &denied,
+            Duration::from_micros(300),
+        );
         let families = registry.gather();
         let family = |name: &str| {
             families
@@ -178,7 +183,10 @@ mod tests {
         // Labels come sorted by name: operation, result, webhook.
         assert_eq!(
             counted,
-            vec![(vec!["UPDATE".into(), "denied".into(), "validate".into()], 1.0)]
+            vec![(
+                vec!["UPDATE".into(), "denied".into(), "validate".into()],
+                1.0
+            )]
         );
         let latency = family("zen_watcher_admission_duration_seconds");
         assert_eq!(latency.get_metric().len(), 2 * 4);

@@ -331,7 +331,7 @@ impl PolicySet {
         vars: &Variables,
         budget: &mut Budget,
     ) -> Outcome {
-        let mut pass = Pass::new(namespace_labels, vars, self.slots, budget);
+        let mut pass = Pass::new(namespace_labels, vars, self, budget);
         for (index, p) in self.policies.iter().enumerate() {
             if !pass.applies(index, p) {
                 continue;
@@ -377,7 +377,7 @@ impl PolicySet {
         object: &Value,
         budget: &mut Budget,
     ) -> Outcome {
-        let mut pass = Pass::new(namespace_labels, vars, self.slots, budget);
+        let mut pass = Pass::new(namespace_labels, vars, self, budget);
         for (index, p) in self.policies.iter().enumerate() {
             if p.mutations.is_empty() || !pass.applies(index, p) {
                 continue;
@@ -430,15 +430,19 @@ impl<'p, 'v> Pass<'p, 'v> {
     fn new(
         namespace_labels: Option<&'p BTreeMap<String, String>>,
         vars: &'p Variables<'v>,
-        slots: usize,
+        set: &PolicySet,
         budget: &'p mut Budget,
     ) -> Self {
         Self {
             namespace_labels,
             vars,
-            results: Results::new(slots),
+            results: Results::new(set.slots),
             budget,
-            out: Outcome::default(),
+            out: Outcome {
+                // One or more per policy.
+                evaluations: Vec::with_capacity(set.policies.len()),
+                ..Outcome::default()
+            },
         }
     }
 

@@ -267,6 +267,9 @@ impl<'a> Variables<'a> {
 
     fn bind_input(&mut self, name: &'static str, value: Input<'a>) {
         self.values.retain(|(n, _)| *n != name);
+        if self.values.capacity() == 0 {
+            self.values.reserve(4);
+        }
         self.values.push((name, value));
         self.context = OnceCell::new();
         self.paths.get_mut().clear();
@@ -292,6 +295,10 @@ impl<'a> Variables<'a> {
         };
         let found = direct::paths::follow(start, fields);
         if paths.len() < MAX_REMEMBERED_PATHS {
+            // Room for what a policy set reads at once, instead of growing by doubling.
+            if paths.capacity() == 0 {
+                paths.reserve(MAX_REMEMBERED_PATHS / 2);
+            }
             paths.push((id, found));
         }
         Some(found)

@@ -3,6 +3,8 @@
 
 use std::rc::Rc;
 
+use smallvec::SmallVec;
+
 use super::{
     lower::{Append, Fold, Func, Lit, Node, Op, Path, Quantifier, StrEq},
     value::{Items, Outcome, Unknown, Val, compare, equal},
@@ -15,7 +17,8 @@ pub(crate) struct Eval<'a, 'v> {
     inputs: &'a Variables<'v>,
     bound: Option<(&'a str, Val<'a>)>,
     /// Innermost last; lowering resolved each variable to its place here, so no names.
-    scope: Vec<Val<'a>>,
+    /// Inline: most evaluations nest a comprehension or two, and then allocate nothing.
+    scope: SmallVec<[Val<'a>; 8]>,
     pub(crate) remaining: u64,
 }
 
@@ -24,7 +27,7 @@ impl<'a, 'v: 'a> Eval<'a, 'v> {
         Self {
             inputs,
             bound: None,
-            scope: Vec::new(),
+            scope: SmallVec::new(),
             remaining,
         }
     }
