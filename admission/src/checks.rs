@@ -250,30 +250,30 @@ fn collect_rules(schema: &Value, at: &str) -> Result<Option<RuleNode>, String> {
 }
 
 /// A walk evaluating a schema's rules along an object, as kube-apiserver does for present
-/// values only: `self` is bound to each value in turn, over variables that are otherwise empty.
+/// values only: `self` is bound to each value in turn, the only variable. It is bound as an
+/// input, so the paths a node's rules share (`self.type`) are walked once for all of them.
 struct RuleWalk<'w> {
-    vars: Variables<'static>,
+    vars: Variables<'w>,
     /// The path of the value the walk is at, extended in place and restored.
     field: String,
     budget: &'w mut Budget,
     errors: &'w mut Vec<String>,
 }
 
-impl RuleWalk<'_> {
-    fn node(&mut self, node: &RuleNode, value: &Value) {
+impl<'w> RuleWalk<'w> {
+    fn node(&mut self, node: &RuleNode, value: &'w Value) {
+        if !node.rules.is_empty() {
+            self.vars.set("self", value);
+        }
         for rule in &node.rules {
-            let failure =
-                match rule
-                    .program
-                    .evaluate_bool_with(&self.vars, "self", value, self.budget)
-                {
-                    Ok(true) => continue,
-                    Ok(false) => rule.message.clone(),
-                    Err(e) => format!(
-                        "rule {:?} could not be evaluated: {e}",
-                        rule.program.source()
-                    ),
-                };
+            let failure = match rule.program.evaluate_bool(&self.vars, self.budget) {
+                Ok(true) => continue,
+                Ok(false) => rule.message.clone(),
+                Err(e) => format!(
+                    "rule {:?} could not be evaluated: {e}",
+                    rule.program.source()
+                ),
+            };
             let path = format!(
                 "{}{}",
                 self.field,

@@ -78,22 +78,6 @@ impl Program {
         })?)
     }
 
-    /// [`evaluate_bool`](Self::evaluate_bool) with one more variable bound, as
-    /// [`evaluate_with`](Self::evaluate_with) binds it.
-    pub fn evaluate_bool_with<'v>(
-        &self,
-        vars: &Variables,
-        name: &str,
-        value: impl Into<Bound<'v>>,
-        budget: &mut Budget,
-    ) -> Result<bool, EvalError> {
-        let value = value.into();
-        if let Some(b) = self.direct(vars, Some((name, value)), budget, direct_bool) {
-            return Ok(b);
-        }
-        boolean(self.interpret_with(vars, name, value, budget)?)
-    }
-
     fn interpret_with(
         &self,
         vars: &Variables,
