@@ -141,7 +141,11 @@ impl<'a, 'v: 'a> Eval<'a, 'v> {
     #[inline(never)]
     fn matches(&mut self, text: &'a Node, re: &regex::Regex) -> Outcome<'a> {
         let v = self.eval(text)?;
-        let s = v.as_str().ok_or(Unknown)?;
+        self.scan(v.as_str().ok_or(Unknown)?, re)
+    }
+
+    /// Whether `re` matches `s`, charged for the text it scans.
+    fn scan(&mut self, s: &str, re: &regex::Regex) -> Outcome<'a> {
         self.charge(1 + string_units(u64::try_from(s.len()).unwrap_or(u64::MAX)))?;
         Ok(Val::Bool(re.is_match(s)))
     }
@@ -227,9 +231,8 @@ impl<'a, 'v: 'a> Eval<'a, 'v> {
             Func::Contains => texts().map(|(a, b)| Val::Bool(a.contains(b)))?,
             Func::Matches => {
                 let (s, pattern) = texts()?;
-                self.charge(1 + string_units(u64::try_from(s.len()).unwrap_or(u64::MAX)))?;
                 let re = crate::regex::compiled(pattern).map_err(|_| Unknown)?;
-                Val::Bool(re.is_match(s))
+                self.scan(s, &re)?
             }
             Func::Duration => {
                 Val::Duration(super::duration_of(first.as_str().ok_or(Unknown)?).ok_or(Unknown)?)

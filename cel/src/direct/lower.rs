@@ -439,11 +439,7 @@ fn quantifier(f: Box<Fold>) -> Node {
         },
         _ => false,
     };
-    let step_ok = match (&f.step, absorbing) {
-        (Node::And(pair), false) | (Node::Or(pair), true) => matches!(pair[0], Node::Local(ACCU)),
-        _ => false,
-    };
-    if !(init_ok && cond_ok && step_ok && matches!(f.result, Node::Local(0))) {
+    if !(init_ok && cond_ok && matches!(f.result, Node::Local(0))) {
         return Node::Fold(f);
     }
     let Fold {
@@ -454,28 +450,26 @@ fn quantifier(f: Box<Fold>) -> Node {
         result,
         ..
     } = *f;
-    let body = match step {
-        Node::And(pair) | Node::Or(pair) => {
+    match (step, absorbing) {
+        (Node::And(pair), false) | (Node::Or(pair), true)
+            if matches!(pair[0], Node::Local(ACCU)) =>
+        {
             let [_, body] = *pair;
-            body
-        }
-        // Not reached: `step_ok` saw one of the two.
-        step => {
-            return Node::Fold(Box::new(Fold {
+            Node::Quantifier(Box::new(Quantifier {
                 range,
-                init,
-                cond,
-                step,
-                result,
-                absorbing: Some(absorbing),
-            }));
+                body,
+                absorbing,
+            }))
         }
-    };
-    Node::Quantifier(Box::new(Quantifier {
-        range,
-        body,
-        absorbing,
-    }))
+        (step, _) => Node::Fold(Box::new(Fold {
+            range,
+            init,
+            cond,
+            step,
+            result,
+            absorbing: Some(absorbing),
+        })),
+    }
 }
 
 fn is_ident(e: Option<&IdedExpr>, name: &str) -> bool {
