@@ -4,7 +4,7 @@
 //! Referenced Secrets that do not exist yet are warnings, not denials: GitOps tools apply
 //! them in any order.
 
-use std::{collections::HashMap, fmt::Write as _};
+use std::fmt::Write as _;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -26,6 +26,13 @@ impl Kind {
             "Ingestor" => Some(Self::Ingestor),
             "IngestorPolicy" => Some(Self::IngestorPolicy),
             _ => None,
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Self::Ingestor => 0,
+            Self::IngestorPolicy => 1,
         }
     }
 
@@ -83,12 +90,13 @@ struct RuleNode {
 
 /// The schemas of both kinds, built once.
 pub struct Checker {
-    schemas: HashMap<Kind, KindSchema>,
+    /// By [`Kind::index`].
+    schemas: [Option<KindSchema>; 2],
 }
 
 impl Checker {
     pub fn new() -> Result<Self, String> {
-        let mut schemas = HashMap::new();
+        let mut schemas = [None, None];
         for (_, crd) in zen_crds::crd::definitions() {
             let kind = match Kind::from_kind(&crd.spec.names.kind) {
                 Some(k) => k,
@@ -103,13 +111,10 @@ impl Checker {
                 .ok_or_else(|| format!("{} has no schema", kind.qualified()))
                 .and_then(|s| serde_json::to_value(s).map_err(|e| e.to_string()))?;
             let rules = collect_rules(&schema, "")?;
-            schemas.insert(
-                kind,
-                KindSchema {
-                    validator: SchemaValidator::new(schema)?,
-                    rules,
-                },
-            );
+            schemas[kind.index()] = Some(KindSchema {
+                validator: SchemaValidator::new(schema)?,
+                rules,
+            });
         }
         Ok(Self { schemas })
     }
@@ -123,7 +128,7 @@ impl Checker {
         budget: &mut Budget,
     ) -> Findings {
         let mut out = Findings::default();
-        let Some(schema) = self.schemas.get(&kind) else {
+        let Some(schema) = &self.schemas[kind.index()] else {
             return out;
         };
         let validated = schema.validator.check(object);
