@@ -193,6 +193,11 @@ fn ingestor(name: &str) -> Value {
 
 /// The review kube-apiserver 1.28 sent (the recording's exact envelope) around `object`.
 fn review(object: &Value) -> Bytes {
+    review_of(object, None)
+}
+
+/// As [`review`], or an UPDATE of `old` to `object` where `old` is given.
+fn review_of(object: &Value, old: Option<&Value>) -> Bytes {
     let capture: Value =
         serde_json::from_str(&std::fs::read_to_string(RECORDED).expect("recording"))
             .expect("recording JSON");
@@ -202,6 +207,11 @@ fn review(object: &Value) -> Bytes {
     review["request"]["object"] = object.clone();
     review["request"]["name"] = object["metadata"]["name"].clone();
     review["request"]["namespace"] = object["metadata"]["namespace"].clone();
+    if let Some(old) = old {
+        review["request"]["operation"] = json!("UPDATE");
+        review["request"]["oldObject"] = old.clone();
+        review["request"]["options"]["kind"] = json!("UpdateOptions");
+    }
     Bytes::from(review.to_string())
 }
 
@@ -439,11 +449,20 @@ fn local_admission(config: &str) -> Admission {
 
 /// `ZEN_BENCH_HANDLE_ONLY=validate` (or `mutate`): [`HANDLE_ONLY`] reviews through
 /// `Admission::handle` and nothing else, for counting instructions under callgrind, which
-/// unlike time does not depend on what else the machine is doing (docs/BENCHMARKS.md).
+/// unlike time does not depend on what else the machine is doing (docs/BENCHMARKS.md). With
+/// `ZEN_BENCH_UPDATE=1` the review is an UPDATE, its old object the Ingestor before a label
+/// changed, as `kubectl apply` of a changed file sends it.
 fn handle_only(mode: Mode) {
     let (config, _) = config_yaml();
     let admission = local_admission(&config);
-    let body = review(&ingestor("github-security"));
+    let object = ingestor("github-security");
+    let body = if std::env::var_os("ZEN_BENCH_UPDATE").is_some() {
+        let mut old = object.clone();
+        old["metadata"]["labels"]["tier"] = json!("old");
+        review_of(&object, Some(&old))
+    } else {
+        review(&object)
+    };
     let start = Instant::now();
     for _ in 0..HANDLE_ONLY {
         std::hint::black_box(admission.handle(mode, &body).expect("answer"));

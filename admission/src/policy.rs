@@ -140,6 +140,17 @@ impl CompiledPolicy {
         })
     }
 
+    /// Every program of the policy.
+    fn programs(&self) -> impl Iterator<Item = &Program> {
+        let conditions = self.match_conditions.iter().map(|c| &c.program);
+        let validations = self
+            .validations
+            .iter()
+            .flat_map(|v| std::iter::once(&v.program).chain(&v.message_expression));
+        let mutations = self.mutations.iter().map(|m| &m.program);
+        conditions.chain(validations).chain(mutations)
+    }
+
     /// Whether the policy applies: namespace labels, then match conditions. An evaluation
     /// error is returned for the failure policy to decide.
     fn applies(
@@ -274,6 +285,8 @@ pub struct PolicySet {
     policies: Vec<CompiledPolicy>,
     /// Distinct boolean expressions (match conditions and validations) over all policies.
     slots: usize,
+    /// Whether any expression reads `oldObject`: only then is a review's old object read.
+    reads_old_object: bool,
 }
 
 impl PolicySet {
@@ -302,13 +315,22 @@ impl PolicySet {
             }
         }
         let slots = slots.len();
+        let reads_old_object = out
+            .iter()
+            .flat_map(CompiledPolicy::programs)
+            .any(|p| p.reads("oldObject"));
         (
             Self {
                 policies: out,
                 slots,
+                reads_old_object,
             },
             failed,
         )
+    }
+
+    pub fn reads_old_object(&self) -> bool {
+        self.reads_old_object
     }
 
     /// The policies' names, in the order `Outcome::evaluations` refers to them by.
@@ -572,6 +594,29 @@ mod tests {
             "metadata": {"name": "p"}, "spec": spec
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_set_reads_the_old_object_where_any_of_its_expressions_names_it() {
+        let plain = json!({
+            "matchConditions": [{"name": "m", "expression": "object.kind == 'Ingestor'"}],
+            "validations": [{"expression": "object.n < 5", "messageExpression": "'n ' + string(object.n)"}],
+            "mutations": [{"path": "/spec/x", "valueExpression": "'oldObject'"}]
+        });
+        let (set, _) = PolicySet::compile(&[policy(plain.clone())]);
+        assert!(!set.reads_old_object(), "a string is not the variable");
+        for (at, expression) in [
+            ("/matchConditions/0/expression", "oldObject == null"),
+            ("/validations/0/expression", "object.n == oldObject.n"),
+            ("/validations/0/messageExpression", "string(oldObject.n)"),
+            ("/mutations/0/valueExpression", "oldObject.spec.x"),
+        ] {
+            let mut spec = plain.clone();
+            *spec.pointer_mut(at).unwrap() = json!(expression);
+            let (set, failed) = PolicySet::compile(&[policy(plain.clone()), policy(spec)]);
+            assert!(failed.is_empty());
+            assert!(set.reads_old_object(), "{at}");
+        }
     }
 
     #[test]

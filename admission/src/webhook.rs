@@ -23,7 +23,10 @@ use crate::{
     cluster::ClusterView,
     metrics::{AdmissionMetrics, PolicyCounters},
     policy::{Evaluation, PolicyError, PolicySet},
-    review::{self, AdmissionRequest, AdmissionResponse, MAX_REVIEW_BYTES, Operation, ReviewError},
+    review::{
+        self, AdmissionRequest, AdmissionResponse, MAX_REVIEW_BYTES, OldObject, Operation,
+        ReviewError,
+    },
 };
 
 /// Which webhook a review came to.
@@ -96,8 +99,16 @@ impl Admission {
     /// Answers a review body.
     pub fn handle(&self, mode: Mode, body: &[u8]) -> Result<Vec<u8>, ReviewError> {
         let start = Instant::now();
-        let request = review::decode(body)?;
-        let response = self.review(mode, &request);
+        // One policy set for the whole review: the one that decides whether its old object
+        // is read also evaluates it.
+        let policies = self.policies();
+        let old = if policies.set.reads_old_object() {
+            OldObject::Read
+        } else {
+            OldObject::Skip
+        };
+        let request = review::decode(body, old)?;
+        let response = self.review_with(&policies, mode, &request);
         if let Some(m) = &self.metrics {
             m.observe(mode, &request, &response, start.elapsed());
         }
@@ -106,6 +117,15 @@ impl Admission {
 
     /// The answer to one request.
     pub fn review(&self, mode: Mode, request: &AdmissionRequest) -> AdmissionResponse {
+        self.review_with(&self.policies(), mode, request)
+    }
+
+    fn review_with(
+        &self,
+        policies: &Policies,
+        mode: Mode,
+        request: &AdmissionRequest,
+    ) -> AdmissionResponse {
         let uid = request.uid.as_str();
         let kind = (request.kind.group == GROUP)
             .then(|| Kind::from_kind(&request.kind.kind))
@@ -125,14 +145,15 @@ impl Admission {
         };
         let mut budget = Budget::default();
         match (mode, kind) {
-            (Mode::Validate, _) => self.validate(kind, request, object, &mut budget),
-            (Mode::Mutate, Kind::Ingestor) => self.mutate(request, object, &mut budget),
+            (Mode::Validate, _) => self.validate(policies, kind, request, object, &mut budget),
+            (Mode::Mutate, Kind::Ingestor) => self.mutate(policies, request, object, &mut budget),
             (Mode::Mutate, Kind::IngestorPolicy) => AdmissionResponse::allow(uid),
         }
     }
 
     fn validate(
         &self,
+        policies: &Policies,
         kind: Kind,
         request: &AdmissionRequest,
         object: &Value,
@@ -154,7 +175,6 @@ impl Admission {
             r.warnings = warnings;
             return r;
         }
-        let policies = self.policies();
         let request_var = request_variable(request);
         let vars = variables(request, object, &request_var);
         let labels = self.namespace_labels(request);
@@ -182,12 +202,12 @@ impl Admission {
 
     fn mutate(
         &self,
+        policies: &Policies,
         request: &AdmissionRequest,
         object: &Value,
         budget: &mut Budget,
     ) -> AdmissionResponse {
         let uid = request.uid.as_str();
-        let policies = self.policies();
         let request_var = request_variable(request);
         let vars = variables(request, object, &request_var);
         let labels = self.namespace_labels(request);
@@ -227,6 +247,7 @@ impl Policies {
 
 /// `object`, `oldObject` and `request`, converted to CEL once for every expression. All
 /// three are borrowed, so the paths expressions read from them are found once per review.
+/// `oldObject` is null for a CREATE, and where no policy reads it (the review's was skipped).
 fn variables<'a>(
     request: &'a AdmissionRequest,
     object: &'a Value,

@@ -9,7 +9,10 @@ use std::{path::Path, sync::Arc};
 use base64::Engine;
 use serde_json::{Value, json};
 use zen_admission::{Admission, Mode, StaticCluster};
-use zen_crds::manifest::{self, Object};
+use zen_crds::{
+    IngestorPolicy,
+    manifest::{self, Object},
+};
 
 const RECORDINGS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -18,6 +21,11 @@ const RECORDINGS: &str = concat!(
 const POLICIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/policies");
 
 fn admission(cluster: StaticCluster) -> Admission {
+    admission_with(cluster, None)
+}
+
+/// The default policies and `extra`.
+fn admission_with(cluster: StaticCluster, extra: Option<IngestorPolicy>) -> Admission {
     let admission = Admission::new(Arc::new(cluster), None).unwrap();
     let mut policies = Vec::new();
     for file in ["baseline.yaml", "defaults.yaml"] {
@@ -28,6 +36,7 @@ fn admission(cluster: StaticCluster) -> Admission {
         }
     }
     assert_eq!(policies.len(), 3);
+    policies.extend(extra);
     assert!(admission.set_policies(&policies).is_empty());
     admission
 }
@@ -259,6 +268,56 @@ fn current_ingestors_in_recorded_envelopes() {
         ),
         "{ops:?}"
     );
+}
+
+/// The default policies do not read `oldObject`, so the webhook skips reading it: every
+/// recorded review gets the same answer as from a set that also reads it (with a policy that
+/// always passes), and a policy that compares with the old object sees it.
+#[test]
+fn the_old_object_is_read_where_a_policy_reads_it_and_answers_agree_either_way() {
+    let reading = |validation: &str| {
+        let policy = serde_json::from_value(json!({
+            "apiVersion": "config.zen.watcher.io/v1alpha1", "kind": "IngestorPolicy",
+            "metadata": {"name": "zz-old"},
+            "spec": {"validations": [{"expression": validation, "message": "the filter changed"}]}
+        }))
+        .unwrap();
+        admission_with(StaticCluster::default(), Some(policy))
+    };
+    let skipping = admission(StaticCluster::default());
+    let passing = reading("oldObject == null || has(oldObject.metadata)");
+    for (name, body, _) in recordings() {
+        for mode in [Mode::Validate, Mode::Mutate] {
+            assert_eq!(
+                answer(&skipping, mode, &body),
+                answer(&passing, mode, &body),
+                "{name} {mode:?}"
+            );
+        }
+    }
+
+    let (_, update, _) = recordings()
+        .into_iter()
+        .find(|(n, _, _)| n == "validate-update-alice.json")
+        .unwrap();
+    let github = example("github.yaml");
+    let mut old = github.clone();
+    old["spec"]["filter"] = json!("true");
+    let mut review: Value = serde_json::from_str(&with_object(&update, &github)).unwrap();
+    review["request"]["oldObject"] = old;
+    let body = review.to_string();
+    let guarded = reading("oldObject == null || object.spec.filter == oldObject.spec.filter");
+    let r = &answer(&guarded, Mode::Validate, &body)["response"];
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(
+        r["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the filter changed"),
+        "{r}"
+    );
+    let r = &answer(&skipping, Mode::Validate, &body)["response"];
+    assert_eq!(r["allowed"], true, "{r}");
 }
 
 #[test]

@@ -39,6 +39,12 @@ impl Program {
         &self.source
     }
 
+    /// Whether the expression names the variable `name` (or a comprehension variable of
+    /// that name, so a `false` is certain: the variable is never read).
+    pub fn reads(&self, name: &str) -> bool {
+        self.expr.references().has_variable(name)
+    }
+
     /// Whether evaluations of this expression can skip the interpreter.
     pub fn is_direct(&self) -> bool {
         self.direct.is_some()
