@@ -2,7 +2,7 @@
 //! `payload` (and `self`). Each expression that compiles is evaluated with a small budget.
 //!
 //! Properties checked besides "no panic, no hang, no stack overflow": a result converts to
-//! JSON that serializes and is the interpreter's; a budget error names the budget given; an expression over the
+//! JSON that serializes and is the interpreter's, charged as the interpreter charges; a budget error names the budget given; an expression over the
 //! length limit never compiles.
 
 #![no_main]
@@ -55,12 +55,18 @@ fuzz_target!(|data: &[u8]| {
         let r = program.evaluate(&vars, &mut budget);
         // Direct evaluation gives the interpreter's value (maps aside: the interpreter
         // iterates them in hash order).
+        let mut reference = Budget::new(BUDGET);
         if let Ok(v) = &r
             && !expression.contains('{')
-            && let Ok(w) = program.evaluate_reference(&vars, &mut Budget::new(BUDGET))
+            && let Ok(w) = program.evaluate_reference(&vars, &mut reference)
             && !v.is_array()
         {
             assert_eq!(v, &w, "direct and interpreted results differ");
+            assert_eq!(
+                budget.spent(),
+                reference.spent(),
+                "direct and interpreted evaluations charge differently"
+            );
         }
         outcome(r, &budget);
         let mut budget = Budget::new(BUDGET);
