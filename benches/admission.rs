@@ -425,12 +425,13 @@ fn in_process(config: &str, body: &[u8], mode: Mode) -> Vec<Duration> {
 /// The benchmark's policies, Namespace and Secret in an `Admission` of this process.
 fn local_admission(config: &str) -> Admission {
     let mut cluster = StaticCluster::default();
-    cluster.namespaces.insert(
+    cluster.insert_namespace(
         "bench".into(),
         BTreeMap::from([("team".into(), "bench".into())]),
     );
-    cluster.secrets.insert(
-        ("bench".into(), "github-webhook".into()),
+    cluster.insert_secret(
+        "bench".into(),
+        "github-webhook".into(),
         vec!["secret".into()],
     );
     let admission = Admission::new(Arc::new(cluster), None).expect("admission");

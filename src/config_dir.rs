@@ -159,7 +159,7 @@ impl Config {
                 }
                 self.secret_values
                     .insert((ns.clone(), meta("name")), values);
-                self.cluster.secrets.insert((ns, meta("name")), keys);
+                self.cluster.insert_secret(ns, meta("name"), keys);
             }
             (Some("v1"), Some("Namespace")) => {
                 let labels: BTreeMap<String, String> = v
@@ -171,7 +171,7 @@ impl Config {
                             .collect()
                     })
                     .unwrap_or_default();
-                self.cluster.namespaces.insert(meta("name"), labels);
+                self.cluster.insert_namespace(meta("name"), labels);
             }
             _ => {}
         }

@@ -9,7 +9,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use zen_admission::{
     Admission, Mode,
-    review::{AdmissionRequest, GroupVersionKind, GroupVersionResource, Operation, UserInfo},
+    review::{
+        AdmissionRequest, AdmissionResponse, GroupVersionKind, GroupVersionResource, Operation,
+        UserInfo,
+    },
 };
 use zen_crds::manifest;
 
@@ -82,31 +85,44 @@ fn check(admission: &Admission, index: usize, doc: &Value) -> Verdict {
     if let Some(m) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         m.entry("namespace").or_insert_with(|| json!(namespace));
     }
-    let request = |object: Value| AdmissionRequest {
-        uid: format!("policy-test-{index}"),
-        kind: GroupVersionKind {
-            group: "config.zen.watcher.io".into(),
-            version: "v1alpha1".into(),
-            kind: "Ingestor".into(),
-        },
-        resource: GroupVersionResource {
-            group: "config.zen.watcher.io".into(),
-            version: "v1alpha1".into(),
-            resource: "ingestors".into(),
-        },
-        sub_resource: None,
-        name: Some(name.clone()),
-        namespace: Some(namespace.clone()),
-        operation: Operation::Create,
-        user_info: UserInfo {
-            username: "zen-watcher:policy-test".into(),
-            ..UserInfo::default()
-        },
-        object: Some(object),
-        old_object: None,
-        dry_run: Some(true),
+    // Each check reads the object as the webhook reads a review's: from its JSON text.
+    let review = |mode: Mode, object: &Value| {
+        let text = object.to_string();
+        let Ok(doc) = zen_json::Document::parse(&text) else {
+            return AdmissionResponse::deny(
+                "policy-test",
+                400,
+                "BadRequest",
+                "the object is nested too deeply to be read".into(),
+            );
+        };
+        let request = AdmissionRequest {
+            uid: format!("policy-test-{index}").into(),
+            kind: GroupVersionKind {
+                group: "config.zen.watcher.io".into(),
+                version: "v1alpha1".into(),
+                kind: "Ingestor".into(),
+            },
+            resource: GroupVersionResource {
+                group: "config.zen.watcher.io".into(),
+                version: "v1alpha1".into(),
+                resource: "ingestors".into(),
+            },
+            sub_resource: None,
+            name: Some(name.as_str().into()),
+            namespace: Some(namespace.as_str().into()),
+            operation: Operation::Create,
+            user_info: UserInfo {
+                username: "zen-watcher:policy-test".into(),
+                ..UserInfo::default()
+            },
+            object: Some(doc.root()),
+            old_object: None,
+            dry_run: Some(true),
+        };
+        admission.review(mode, &request)
     };
-    let mutated = admission.review(Mode::Mutate, &request(object.clone()));
+    let mutated = review(Mode::Mutate, &object);
     let mut verdict = Verdict {
         namespace: namespace.clone(),
         name: name.clone(),
@@ -135,7 +151,7 @@ fn check(admission: &Admission, index: usize, doc: &Value) -> Verdict {
             }
         }
     }
-    let validated = admission.review(Mode::Validate, &request(object));
+    let validated = review(Mode::Validate, &object);
     verdict.allowed = validated.allowed;
     verdict.message = validated.status.map(|s| s.message);
     verdict.warnings.extend(validated.warnings);

@@ -4,7 +4,6 @@
 //! come from.
 
 use std::{
-    collections::BTreeMap,
     net::SocketAddr,
     path::PathBuf,
     sync::{Arc, RwLock},
@@ -139,11 +138,11 @@ impl LiveCluster {
 }
 
 impl ClusterView for LiveCluster {
-    fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
+    fn namespace_labels(&self, namespace: &str) -> Option<zen_admission::cluster::Labels> {
         self.read().namespace_labels(namespace)
     }
 
-    fn secret_keys(&self, namespace: &str, name: &str) -> Option<Vec<String>> {
+    fn secret_keys(&self, namespace: &str, name: &str) -> Option<Arc<[String]>> {
         self.read().secret_keys(namespace, name)
     }
 }

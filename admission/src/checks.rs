@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use zen_cel::{Budget, Program, Variables};
 use zen_crds::{Ingestor, IngestorPolicy, ingestor::AuthType, schema::SchemaValidator};
+use zen_json::{Kind as JsonKind, Value as Doc};
 
 use crate::{cluster::ClusterView, expressions, policy::CompiledPolicy};
 
@@ -123,7 +124,7 @@ impl Checker {
     pub fn check(
         &self,
         kind: Kind,
-        object: &Value,
+        object: Doc<'_>,
         cluster: &dyn ClusterView,
         budget: &mut Budget,
     ) -> Findings {
@@ -174,7 +175,7 @@ impl Checker {
     }
 }
 
-fn decode<T: DeserializeOwned>(object: &Value) -> Result<T, String> {
+fn decode<T: DeserializeOwned>(object: Doc<'_>) -> Result<T, String> {
     zen_crds::manifest::decode(object).map_err(|e| e.to_string())
 }
 
@@ -266,9 +267,9 @@ struct RuleWalk<'w> {
 }
 
 impl<'w> RuleWalk<'w> {
-    fn node(&mut self, node: &RuleNode, value: &'w Value) {
+    fn node(&mut self, node: &RuleNode, value: Doc<'w>) {
         if !node.rules.is_empty() {
-            self.vars.set("self", value);
+            self.vars.set_document("self", value);
         }
         for rule in &node.rules {
             let failure = match rule.program.evaluate_bool(&self.vars, self.budget) {
@@ -290,10 +291,10 @@ impl<'w> RuleWalk<'w> {
                 .push(format!("{path}: Invalid value: {failure}"));
         }
         let len = self.field.len();
-        match value {
-            Value::Object(map) => {
+        match value.kind() {
+            JsonKind::Object => {
                 for (name, sub) in &node.properties {
-                    if let Some(v) = map.get(name) {
+                    if let Some(v) = value.get(name) {
                         self.field.push('.');
                         self.field.push_str(name);
                         self.node(sub, v);
@@ -301,9 +302,9 @@ impl<'w> RuleWalk<'w> {
                     }
                 }
             }
-            Value::Array(elements) => {
+            JsonKind::Array => {
                 if let Some(sub) = &node.items {
-                    for (i, v) in elements.iter().enumerate() {
+                    for (i, v) in value.elements().into_iter().flatten().enumerate() {
                         let _ = write!(self.field, "[{i}]");
                         self.node(sub, v);
                         self.field.truncate(len);

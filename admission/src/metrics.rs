@@ -154,7 +154,8 @@ mod tests {
         let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{
             "uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},
             "resource":{"group":"","version":"v1","resource":"pods"},"operation":"UPDATE"}}"#;
-        let request = crate::review::decode(body, crate::review::OldObject::Read).unwrap();
+        let review = crate::review::Review::parse(body).unwrap();
+        let request = review.request(crate::review::OldObject::Read).unwrap();
         let denied = AdmissionResponse::deny("u", 403, "Forbidden", "no".into());
         metrics.observe(
             Mode::Validate,

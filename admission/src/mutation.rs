@@ -10,6 +10,7 @@ use std::{borrow::Cow, fmt::Write as _};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+use zen_json::{Kind, Value as Doc};
 
 /// One JSON patch operation of the answer. Typed, so a patch is never anything but the two
 /// operations defaulting writes, and it serializes without a map per operation.
@@ -83,21 +84,85 @@ pub fn parse(path: &str) -> Result<Vec<String>, PathError> {
 
 /// Computes the value to write, given the array element the last `*` selected (if any);
 /// `None` writes nothing there.
-pub type ValueFn<'a> = dyn FnMut(Option<&Value>) -> Result<Option<Value>, String> + 'a;
+pub type ValueFn<'a> = dyn FnMut(Option<Place<'_>>) -> Result<Option<Value>, String> + 'a;
+
+/// A value of the object as the patch so far leaves it: the review's own (read in place from
+/// its document) or one an earlier operation wrote.
+#[derive(Debug, Clone, Copy)]
+pub enum Place<'a> {
+    Sent(Doc<'a>),
+    Written(&'a Value),
+}
+
+impl<'a> Place<'a> {
+    /// A field of an object or an element of an array.
+    fn child(self, seg: &str) -> Option<Place<'a>> {
+        match self {
+            Place::Sent(doc) => match doc.kind() {
+                Kind::Object => doc.get(seg).map(Place::Sent),
+                Kind::Array => seg
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| doc.index(i))
+                    .map(Place::Sent),
+                _ => None,
+            },
+            Place::Written(value) => child(value, seg).map(Place::Written),
+        }
+    }
+
+    /// The element at `index` of an array.
+    fn index(self, index: usize) -> Option<Place<'a>> {
+        match self {
+            Place::Sent(doc) => doc.index(index).map(Place::Sent),
+            Place::Written(value) => value.get(index).map(Place::Written),
+        }
+    }
+
+    fn to_value(self) -> Value {
+        match self {
+            Place::Sent(doc) => doc.to_serde(),
+            Place::Written(value) => value.clone(),
+        }
+    }
+
+    fn equals(self, other: &Value) -> bool {
+        match self {
+            Place::Sent(doc) => zen_json::ReadJson::equals(doc, other),
+            Place::Written(value) => value == other,
+        }
+    }
+}
+
+impl<'a> From<Place<'a>> for zen_cel::Bound<'a> {
+    fn from(place: Place<'a>) -> Self {
+        match place {
+            Place::Sent(doc) => zen_cel::Bound::Document(doc),
+            Place::Written(value) => zen_cel::Bound::Json(value),
+        }
+    }
+}
 
 /// Writes the value at `segments` where nothing is there yet (or always, with `overwrite`),
 /// appending the patch operations to `ops`. The object is `object` with `ops` applied: the
 /// review's object is never copied, since the answer is the patch alone, and what earlier
 /// operations wrote is read from them (see [`view`]).
 pub fn apply(
-    object: &Value,
+    object: Doc<'_>,
     segments: &[String],
     value: &mut ValueFn<'_>,
     overwrite: bool,
     ops: &mut Vec<PatchOp>,
 ) -> Result<(), PathError> {
     let mut at = String::with_capacity(64);
-    walk(Some(object), ops, segments, &mut at, value, overwrite)
+    walk(
+        Some(Place::Sent(object)),
+        ops,
+        segments,
+        &mut at,
+        value,
+        overwrite,
+    )
 }
 
 /// What the walk needs to know of a place, read before it writes.
@@ -111,13 +176,21 @@ enum Shape {
 }
 
 impl Shape {
-    fn of(value: Option<&Value>) -> Self {
-        match value {
+    fn of(place: Option<Place<'_>>) -> Self {
+        match place {
             None => Self::Missing,
-            Some(Value::Null) => Self::Null,
-            Some(Value::Array(items)) => Self::Array(items.len()),
-            Some(Value::Object(_)) => Self::Object,
-            Some(_) => Self::Other,
+            Some(Place::Sent(doc)) => match doc.kind() {
+                Kind::Null => Self::Null,
+                Kind::Array => Self::Array(doc.len().unwrap_or_default()),
+                Kind::Object => Self::Object,
+                _ => Self::Other,
+            },
+            Some(Place::Written(value)) => match value {
+                Value::Null => Self::Null,
+                Value::Array(items) => Self::Array(items.len()),
+                Value::Object(_) => Self::Object,
+                _ => Self::Other,
+            },
         }
     }
 }
@@ -133,9 +206,9 @@ fn covers(op: &str, at: &str) -> bool {
 /// the object's value at `at`, found by the walk on its way down). Operations below `at`
 /// only change what is inside it (they add fields where none were and replace values in
 /// place), so they are left to [`current`].
-fn view<'s>(original: Option<&'s Value>, ops: &'s [PatchOp], at: &str) -> Option<&'s Value> {
+fn view<'s>(original: Option<Place<'s>>, ops: &'s [PatchOp], at: &str) -> Option<Place<'s>> {
     match ops.iter().rev().find(|op| covers(&op.path, at)) {
-        Some(op) => below(&op.value, &at[op.path.len()..]),
+        Some(op) => below(&op.value, &at[op.path.len()..]).map(Place::Written),
         None => original,
     }
 }
@@ -157,16 +230,12 @@ fn child<'v>(value: &'v Value, seg: &str) -> Option<&'v Value> {
     }
 }
 
-/// The whole value at `at` with `ops` applied: borrowed where no operation wrote inside it
-/// after the one that holds it, else copied with those writes.
-fn current<'s>(
-    original: Option<&'s Value>,
-    ops: &'s [PatchOp],
-    at: &str,
-) -> Option<Cow<'s, Value>> {
+/// The whole value at `at` with `ops` applied: where it is where no operation wrote inside
+/// it after the one that holds it, else a copy with those writes.
+fn current<'s>(original: Option<Place<'s>>, ops: &'s [PatchOp], at: &str) -> Option<Current<'s>> {
     let (base, later) = match ops.iter().rposition(|op| covers(&op.path, at)) {
         Some(i) => (
-            below(&ops[i].value, &at[ops[i].path.len()..])?,
+            Place::Written(below(&ops[i].value, &at[ops[i].path.len()..])?),
             &ops[i + 1..],
         ),
         None => (original?, ops),
@@ -176,13 +245,28 @@ fn current<'s>(
         .filter(|op| op.path.len() > at.len() && covers(at, &op.path))
         .peekable();
     if inside.peek().is_none() {
-        return Some(Cow::Borrowed(base));
+        return Some(Current::At(base));
     }
-    let mut copy = base.clone();
+    let mut copy = base.to_value();
     for op in inside {
         write(&mut copy, &op.path[at.len()..], op.value.clone());
     }
-    Some(Cow::Owned(copy))
+    Some(Current::Copy(copy))
+}
+
+/// What [`current`] finds.
+enum Current<'s> {
+    At(Place<'s>),
+    Copy(Value),
+}
+
+impl Current<'_> {
+    fn place(&self) -> Place<'_> {
+        match self {
+            Current::At(place) => *place,
+            Current::Copy(value) => Place::Written(value),
+        }
+    }
 }
 
 /// Writes `value` at the pointer `rel` below `target`, whose parent is there (the operation
@@ -208,7 +292,7 @@ fn write(target: &mut Value, rel: &str, value: Value) {
 /// Walks `segments` below the place at pointer `at` (extended in place and restored), where
 /// the object has `original`. `value` is asked for the value only where one is to be written.
 fn walk(
-    original: Option<&Value>,
+    original: Option<Place<'_>>,
     ops: &mut Vec<PatchOp>,
     segments: &[String],
     at: &mut String,
@@ -231,14 +315,14 @@ fn walk(
         let last = !rest.iter().any(|s| s == "*");
         for i in 0..items {
             let _ = write!(at, "/{i}");
-            let item = original.and_then(|o| o.get(i));
+            let item = original.and_then(|o| o.index(i));
             let walked = if !last {
                 walk(item, ops, rest, at, value, overwrite)
             } else if wants_value(item, ops, at, rest, overwrite) {
                 let current = current(item, ops, at);
-                let mut computed = Some(value(current.as_deref()));
+                let mut computed = Some(value(current.as_ref().map(Current::place)));
                 drop(current);
-                let mut once = |_: Option<&Value>| computed.take().unwrap_or(Ok(None));
+                let mut once = |_: Option<Place<'_>>| computed.take().unwrap_or(Ok(None));
                 walk(item, ops, rest, at, &mut once, overwrite)
             } else {
                 walk(item, ops, rest, at, &mut |_| Ok(None), overwrite)
@@ -256,7 +340,7 @@ fn walk(
             return Err(not_fit(at, seg, "no array element at this index"));
         }
         let _ = write!(at, "/{index}");
-        let item = original.and_then(|o| o.get(index));
+        let item = original.and_then(|o| o.index(index));
         let walked = if rest.is_empty() {
             set_existing(item, ops, at, value, overwrite)
         } else {
@@ -269,7 +353,7 @@ fn walk(
         return Err(not_fit(at, seg, "the parent is not an object"));
     }
     push_segment(at, seg);
-    let below = original.and_then(|o| child(o, seg));
+    let below = original.and_then(|o| o.child(seg));
     let walked = match Shape::of(view(below, ops, at)) {
         Shape::Missing | Shape::Null if rest.iter().any(|s| s == "*") => {
             // Nothing below to fill when the rest selects array elements that do not exist.
@@ -314,7 +398,7 @@ fn add(
 /// `original`): the place is missing or null (or `overwrite`). It mirrors `walk`'s decisions
 /// for segments without `*`.
 fn wants_value(
-    mut original: Option<&Value>,
+    mut original: Option<Place<'_>>,
     ops: &[PatchOp],
     at: &str,
     mut segments: &[String],
@@ -326,13 +410,13 @@ fn wants_value(
             Shape::Array(items) => match seg.parse::<usize>() {
                 Ok(i) if i < items => {
                     let _ = write!(at, "/{i}");
-                    original = original.and_then(|o| o.get(i));
+                    original = original.and_then(|o| o.index(i));
                 }
                 _ => return false,
             },
             Shape::Object => {
                 push_segment(&mut at, seg);
-                original = original.and_then(|o| child(o, seg));
+                original = original.and_then(|o| o.child(seg));
                 match Shape::of(view(original, ops, &at)) {
                     Shape::Missing => return true,
                     Shape::Null if !rest.is_empty() => return true,
@@ -350,7 +434,7 @@ fn wants_value(
 }
 
 fn set_existing(
-    original: Option<&Value>,
+    original: Option<Place<'_>>,
     ops: &mut Vec<PatchOp>,
     at: &str,
     value: &mut ValueFn<'_>,
@@ -366,7 +450,7 @@ fn set_existing(
     let Some(new) = new else {
         return Ok(());
     };
-    if current(original, ops, at).as_deref() != Some(&new) {
+    if !current(original, ops, at).is_some_and(|c| c.place().equals(&new)) {
         ops.push(operation(PatchKind::Replace, at, new));
     }
     Ok(())
@@ -421,6 +505,9 @@ mod tests {
 
     use super::*;
 
+    /// A value function that sees elements as `serde_json` values.
+    type ValuesFn<'a> = dyn FnMut(Option<&Value>) -> Result<Option<Value>, String> + 'a;
+
     fn run(obj: &mut Value, path: &str, value: Value, overwrite: bool) -> Vec<Value> {
         let mut ops = Vec::new();
         let mut f = |_: Option<&Value>| Ok(Some(value.clone()));
@@ -428,17 +515,32 @@ mod tests {
         as_json(&ops)
     }
 
-    /// [`apply`], then its new operations applied to `obj` as a JSON patch: what the
+    /// [`apply`] to `obj` read as a review's document is, `value` seeing elements as
+    /// `serde_json` values.
+    fn apply_to(
+        obj: &Value,
+        segments: &[String],
+        value: &mut ValuesFn<'_>,
+        overwrite: bool,
+        ops: &mut Vec<PatchOp>,
+    ) -> Result<(), PathError> {
+        let text = obj.to_string();
+        let doc = zen_json::Document::parse(&text).unwrap();
+        let mut f = |e: Option<Place<'_>>| value(e.map(Place::to_value).as_ref());
+        apply(doc.root(), segments, &mut f, overwrite, ops)
+    }
+
+    /// [`apply_to`], then its new operations applied to `obj` as a JSON patch: what the
     /// answer's patch makes of the object.
     fn in_place(
         obj: &mut Value,
         segments: &[String],
-        value: &mut ValueFn<'_>,
+        value: &mut ValuesFn<'_>,
         overwrite: bool,
         ops: &mut Vec<PatchOp>,
     ) -> Result<(), PathError> {
         let before = ops.len();
-        apply(obj, segments, value, overwrite, ops)?;
+        apply_to(obj, segments, value, overwrite, ops)?;
         let patch: json_patch::Patch =
             serde_json::from_value(Value::Array(as_json(&ops[before..]))).unwrap();
         json_patch::patch(obj, &patch).unwrap();
@@ -634,7 +736,7 @@ mod tests {
                 if in_place_too {
                     in_place(&mut obj, &segments, &mut f, *overwrite, &mut ops).unwrap();
                 } else {
-                    apply(&obj, &segments, &mut f, *overwrite, &mut ops).unwrap();
+                    apply_to(&obj, &segments, &mut f, *overwrite, &mut ops).unwrap();
                 }
             }
             (as_json(&ops), seen, obj)

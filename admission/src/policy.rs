@@ -396,7 +396,7 @@ impl PolicySet {
         &self,
         namespace_labels: Option<&BTreeMap<String, String>>,
         vars: &Variables,
-        object: &Value,
+        object: zen_json::Value<'_>,
         budget: &mut Budget,
     ) -> Outcome {
         let mut pass = Pass::new(namespace_labels, vars, self, budget);
@@ -408,7 +408,7 @@ impl PolicySet {
             for m in &p.mutations {
                 // Under a `*`, the value is computed per element, with `self` bound to it; a
                 // null value leaves the element alone.
-                let mut value = |element: Option<&Value>| {
+                let mut value = |element: Option<mutation::Place<'_>>| {
                     let v = match element {
                         Some(e) => m.program.evaluate_with(vars, "self", e, pass.budget),
                         None => m.program.evaluate(vars, pass.budget),
@@ -718,8 +718,8 @@ mod tests {
                 "IngestorPolicy \"p\": fixed"
             ]
         );
-        let object = json!({"spec": {}});
-        let out = set.mutate(None, &vars, &object, &mut Budget::default());
+        let object = zen_json::Document::parse(r#"{"spec": {}}"#).unwrap();
+        let out = set.mutate(None, &vars, object.root(), &mut Budget::default());
         assert_eq!(
             serde_json::to_value(&out.patch).unwrap(),
             json!([{"op": "add", "path": "/spec/x", "value": "x"}])

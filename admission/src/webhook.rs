@@ -24,7 +24,7 @@ use crate::{
     metrics::{AdmissionMetrics, PolicyCounters},
     policy::{Evaluation, PolicyError, PolicySet},
     review::{
-        self, AdmissionRequest, AdmissionResponse, MAX_REVIEW_BYTES, OldObject, Operation,
+        AdmissionRequest, AdmissionResponse, MAX_REVIEW_BYTES, OldObject, Operation, Review,
         ReviewError,
     },
 };
@@ -107,7 +107,8 @@ impl Admission {
         } else {
             OldObject::Skip
         };
-        let request = review::decode(body, old)?;
+        let review = Review::parse(body)?;
+        let request = review.request(old)?;
         let response = self.review_with(&policies, mode, &request);
         if let Some(m) = &self.metrics {
             m.observe(mode, &request, &response, start.elapsed());
@@ -126,7 +127,7 @@ impl Admission {
         mode: Mode,
         request: &AdmissionRequest,
     ) -> AdmissionResponse {
-        let uid = request.uid.as_str();
+        let uid = &*request.uid;
         let kind = (request.kind.group == GROUP)
             .then(|| Kind::from_kind(&request.kind.kind))
             .flatten();
@@ -135,7 +136,7 @@ impl Admission {
         else {
             return AdmissionResponse::allow(uid);
         };
-        let Some(object) = &request.object else {
+        let Some(object) = request.object else {
             return AdmissionResponse::deny(
                 uid,
                 400,
@@ -156,10 +157,10 @@ impl Admission {
         policies: &Policies,
         kind: Kind,
         request: &AdmissionRequest,
-        object: &Value,
+        object: zen_json::Value<'_>,
         budget: &mut Budget,
     ) -> AdmissionResponse {
-        let uid = request.uid.as_str();
+        let uid = &*request.uid;
         let findings = self
             .checker
             .check(kind, object, self.cluster.as_ref(), budget);
@@ -178,7 +179,7 @@ impl Admission {
         let request_var = request_variable(request);
         let vars = variables(request, object, &request_var);
         let labels = self.namespace_labels(request);
-        let outcome = policies.set.validate(labels.as_ref(), &vars, budget);
+        let outcome = policies.set.validate(labels.as_deref(), &vars, budget);
         policies.count(&outcome.evaluations);
         warnings.extend(outcome.warnings);
         let mut r = match outcome.denials.first() {
@@ -204,14 +205,16 @@ impl Admission {
         &self,
         policies: &Policies,
         request: &AdmissionRequest,
-        object: &Value,
+        object: zen_json::Value<'_>,
         budget: &mut Budget,
     ) -> AdmissionResponse {
-        let uid = request.uid.as_str();
+        let uid = &*request.uid;
         let request_var = request_variable(request);
         let vars = variables(request, object, &request_var);
         let labels = self.namespace_labels(request);
-        let outcome = policies.set.mutate(labels.as_ref(), &vars, object, budget);
+        let outcome = policies
+            .set
+            .mutate(labels.as_deref(), &vars, object, budget);
         policies.count(&outcome.evaluations);
         if let Some(first) = outcome.denials.first() {
             return AdmissionResponse::deny(
@@ -224,10 +227,7 @@ impl Admission {
         AdmissionResponse::allow(uid).with_patch(&outcome.patch)
     }
 
-    fn namespace_labels(
-        &self,
-        request: &AdmissionRequest,
-    ) -> Option<std::collections::BTreeMap<String, String>> {
+    fn namespace_labels(&self, request: &AdmissionRequest) -> Option<crate::cluster::Labels> {
         request
             .namespace
             .as_deref()
@@ -249,16 +249,16 @@ impl Policies {
 /// three are borrowed, so the paths expressions read from them are found once per review.
 /// `oldObject` is null for a CREATE, and where no policy reads it (the review's was skipped).
 fn variables<'a>(
-    request: &'a AdmissionRequest,
-    object: &'a Value,
+    request: &AdmissionRequest<'a>,
+    object: zen_json::Value<'a>,
     request_var: &'a Value,
 ) -> Variables<'a> {
     let mut vars = Variables::new();
-    vars.set("object", object);
-    vars.set(
-        "oldObject",
-        request.old_object.as_ref().unwrap_or(&Value::Null),
-    );
+    vars.set_document("object", object);
+    match request.old_object {
+        Some(old) => vars.set_document("oldObject", old),
+        None => vars.set("oldObject", &Value::Null),
+    }
     vars.set("request", request_var);
     vars
 }
@@ -267,8 +267,8 @@ fn variables<'a>(
 fn request_variable(request: &AdmissionRequest) -> Value {
     json!({
         "operation": request.operation.as_str(),
-        "namespace": request.namespace.clone().unwrap_or_default(),
-        "name": request.name.clone().unwrap_or_default(),
+        "namespace": request.namespace.as_deref().unwrap_or_default(),
+        "name": request.name.as_deref().unwrap_or_default(),
         "userInfo": request.user_info,
         "dryRun": request.dry_run.unwrap_or(false),
     })

@@ -72,13 +72,14 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 fn admission() -> Admission {
     let mut cluster = StaticCluster::default();
-    cluster.namespaces.insert(
+    cluster.insert_namespace(
         "open".into(),
         BTreeMap::from([("zen.watcher.io/allow-unauthenticated".into(), "true".into())]),
     );
-    cluster.namespaces.insert("default".into(), BTreeMap::new());
-    cluster.secrets.insert(
-        ("platform".into(), "github-webhook".into()),
+    cluster.insert_namespace("default".into(), BTreeMap::new());
+    cluster.insert_secret(
+        "platform".into(),
+        "github-webhook".into(),
         vec!["secret".into()],
     );
     let admission = Admission::new(Arc::new(cluster), None).unwrap();

@@ -212,8 +212,9 @@ fn current_ingestors_in_recorded_envelopes() {
 
     // With it: no warning.
     let mut cluster = StaticCluster::default();
-    cluster.secrets.insert(
-        ("platform".into(), "github-webhook".into()),
+    cluster.insert_secret(
+        "platform".into(),
+        "github-webhook".into(),
         vec!["secret".into()],
     );
     let admission = self::admission(cluster);
@@ -241,7 +242,7 @@ fn current_ingestors_in_recorded_envelopes() {
 
     // The opted-out namespace allows it.
     let mut cluster = StaticCluster::default();
-    cluster.namespaces.insert(
+    cluster.insert_namespace(
         "platform".into(),
         [(
             "zen.watcher.io/allow-unauthenticated".to_owned(),

@@ -272,7 +272,7 @@ impl<'a> Variables<'a> {
         &self,
         id: u32,
         root: &str,
-        fields: &[Box<str>],
+        fields: &[zen_json::Key],
     ) -> Option<Option<Bound<'a>>> {
         let mut paths = self.paths.borrow_mut();
         if let Some((_, found)) = paths.iter().find(|(i, _)| *i == id) {

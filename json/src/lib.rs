@@ -1,7 +1,10 @@
-//! A JSON document read once into a flat list of nodes, in document order, so that readers
-//! (the schema walk, the CRD rules, CEL) can look values up in place. A `serde_json::Value`
-//! allocates every key, string, array and map of the text and keeps maps as B-trees; an
-//! admission review spent about as much in building and dropping it as in all its policies.
+//! A JSON document read once into nodes that readers (the schema walk, the CRD rules, CEL,
+//! typed decoding) look values up in place. A `serde_json::Value` allocates every key,
+//! string, array and map of the text and keeps maps as B-trees; an admission review spent
+//! about as much in building and dropping it as in all its policies.
+//!
+//! Each object's entries, and each array's elements, lie side by side in one table of the
+//! document, so a lookup scans one short slice and an iteration reads each entry once.
 //!
 //! What the document accepts, and every value it reads, is what `serde_json` would: escaped
 //! strings and numbers other than plain integers are read by `serde_json` itself, an error
@@ -15,48 +18,67 @@ mod value;
 
 pub use parse::{Error, MAX_DEPTH};
 pub use read::ReadJson;
-pub use value::{Elements, Entries, Kind, Number, SortedEntries, Value};
+pub use value::{Elements, Entries, Key, Kind, Number, SortedEntries, Value};
 
 /// A parsed document borrowing its text.
 #[derive(Debug, Clone)]
 pub struct Document<'t> {
     text: &'t str,
-    nodes: Vec<Node>,
+    root: Node,
+    /// Every object's entries, each object's side by side, in the text's order; a key an
+    /// object repeats is there once, where its last value was.
+    entries: Vec<Entry>,
+    /// Every array's elements, each array's side by side.
+    items: Vec<Node>,
     /// Strings that had escapes, unescaped, back to back.
     unescaped: String,
-    /// Whether some object repeats a key: lookups then look on past the first match.
+    /// Whether some object repeats a key.
     repeats: bool,
 }
 
-/// One value. A container is followed by its contents (an object's as key, value, key,
-/// value …) and knows where they end, so a reader skips a value in one step.
+/// A string of the document: bytes at `at` of the text, or of the unescaped strings where
+/// `len` carries [`Str::ESCAPED`]. Eight bytes, so an entry is 24.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Node {
+pub(crate) struct Str {
+    at: u32,
+    len: u32,
+}
+
+impl Str {
+    /// The flag in `len` of a string that had escapes.
+    pub(crate) const ESCAPED: u32 = 1 << 31;
+
+    /// The string's length in bytes.
+    pub(crate) fn len(self) -> usize {
+        (self.len & !Self::ESCAPED) as usize
+    }
+}
+
+/// One entry of an object.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Entry {
+    key: Str,
+    value: Node,
+}
+
+/// One value; a container's contents are `len` entries or elements from `first` on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Node {
     Null,
     Bool(bool),
     Int(i64),
     Uint(u64),
     Float(f64),
-    /// A string without escapes, at `at..at + len` of the text.
-    Str {
-        at: u32,
-        len: u32,
-    },
-    /// A string that had escapes, at `at..at + len` of `unescaped`.
-    Unescaped {
-        at: u32,
-        len: u32,
-    },
-    /// `len` elements; `end` is the index past the last node of the contents.
+    Str(Str),
     Array {
+        first: u32,
         len: u32,
-        end: u32,
     },
-    /// `len` distinct keys; `sorted` when they come in order, none repeated, as
-    /// kube-apiserver writes the objects of custom resources.
+    /// `sorted` when the keys come in order, none repeated, as kube-apiserver writes the
+    /// objects of custom resources.
     Object {
+        first: u32,
         len: u32,
-        end: u32,
         sorted: bool,
     },
 }
@@ -86,14 +108,24 @@ impl<'t> Document<'t> {
 
     /// The document's value.
     pub fn root(&self) -> Value<'_> {
-        Value::new(self, 0)
+        Value::new(self, &self.root)
     }
 
-    pub(crate) fn strings(&self) -> parse::Strings<'_> {
-        parse::Strings {
-            text: self.text,
-            unescaped: &self.unescaped,
-        }
+    /// The text of one of the document's strings.
+    pub(crate) fn str(&self, s: Str) -> &str {
+        let from = if s.len & Str::ESCAPED == 0 {
+            self.text
+        } else {
+            self.unescaped.as_str()
+        };
+        let at = s.at as usize;
+        from.get(at..at + s.len()).unwrap_or_default()
+    }
+
+    /// Whether some object of the text repeats a key (read as its last value): typed
+    /// decoding from the text would refuse a repeated field.
+    pub fn repeats(&self) -> bool {
+        self.repeats
     }
 
     /// The text the document was read from.

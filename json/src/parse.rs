@@ -1,10 +1,12 @@
 //! The reader: one pass over the text, with the open containers on a stack of its own, so
-//! depth costs no call stack. Anything it does not read itself (escapes, numbers other than
-//! plain integers) goes to `serde_json`, and so does any text it refuses, for the message.
+//! depth costs no call stack. A container's contents gather at the end of a scratch table
+//! while it is open and move into the document's tables, side by side, when it closes.
+//! Anything the reader does not read itself (escapes, numbers other than plain integers)
+//! goes to `serde_json`, and so does any text it refuses, for the message.
 
 use std::fmt;
 
-use crate::{Document, Node};
+use crate::{Document, Entry, Node, Str};
 
 /// Containers nested deeper than this are refused by [`Document::parse`](crate::Document::parse),
 /// as `serde_json` refuses them.
@@ -52,13 +54,14 @@ struct Refused;
 
 type Step<T> = Result<T, Refused>;
 
+/// A container being read.
 struct Open {
-    /// The container's node.
-    at: usize,
-    len: u32,
     object: bool,
-    /// An object's latest key node, and whether its keys have come in order so far.
-    last_key: Option<usize>,
+    /// Where its contents begin in the scratch table of its kind.
+    start: usize,
+    /// The key whose value it is, inside an object.
+    key: Str,
+    /// Whether its keys have come in order so far.
     sorted: bool,
 }
 
@@ -66,37 +69,46 @@ struct Parser<'t> {
     text: &'t str,
     bytes: &'t [u8],
     pos: usize,
-    nodes: Vec<Node>,
+    entries: Vec<Entry>,
+    items: Vec<Node>,
+    /// The contents of the open containers, innermost last.
+    open_entries: Vec<Entry>,
+    open_items: Vec<Node>,
     unescaped: String,
     repeats: bool,
     stack: Vec<Open>,
-    /// Key nodes of the object being closed, reused.
-    keys: Vec<usize>,
     max_depth: usize,
 }
 
+/// The longest text a document reads: string lengths keep a bit for a flag.
+const MAX_TEXT: usize = (Str::ESCAPED - 1) as usize;
+
 pub(crate) fn parse(text: &str, max_depth: usize) -> Result<Document<'_>, Error> {
-    if u32::try_from(text.len()).is_err() {
+    if text.len() > MAX_TEXT {
         return Err(Error(serde::de::Error::custom(
-            "a document is at most 4 GiB of text",
+            "a document is at most 2 GiB of text",
         )));
     }
     let mut p = Parser {
         text,
         bytes: text.as_bytes(),
         pos: 0,
-        // Most texts have a node for every 8 to 16 bytes.
-        nodes: Vec::with_capacity(text.len() / 12 + 4),
+        // Reviews and payloads have an entry for every 20 to 30 bytes, few arrays.
+        entries: Vec::with_capacity(text.len() / 24 + 4),
+        items: Vec::with_capacity(text.len() / 128 + 4),
+        open_entries: Vec::with_capacity(32),
+        open_items: Vec::with_capacity(16),
         unescaped: String::new(),
         repeats: false,
-        stack: Vec::new(),
-        keys: Vec::new(),
+        stack: Vec::with_capacity(16),
         max_depth,
     };
     match p.document() {
-        Ok(()) => Ok(Document {
+        Ok(root) => Ok(Document {
             text,
-            nodes: p.nodes,
+            root,
+            entries: p.entries,
+            items: p.items,
             unescaped: p.unescaped,
             repeats: p.repeats,
         }),
@@ -110,7 +122,7 @@ pub(crate) fn parse(text: &str, max_depth: usize) -> Result<Document<'_>, Error>
     }
 }
 
-/// Positions bounded by the text's length, which fits in a `u32`.
+/// Positions and counts, bounded by the text's length, which fits in a `u32`.
 fn small(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
@@ -128,24 +140,10 @@ fn equal(chunk: u64, b: u8) -> u64 {
     below(chunk ^ (ONES * u64::from(b)), 1)
 }
 
+/// What no key can be: the key of a value outside any object.
+const NO_KEY: Str = Str { at: 0, len: 0 };
+
 impl Parser<'_> {
-    fn strings(&self) -> Strings<'_> {
-        Strings {
-            text: self.text,
-            unescaped: &self.unescaped,
-        }
-    }
-
-    fn document(&mut self) -> Step<()> {
-        self.value()?;
-        self.skip_whitespace();
-        if self.pos == self.bytes.len() {
-            Ok(())
-        } else {
-            Err(Refused)
-        }
-    }
-
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }
@@ -156,78 +154,88 @@ impl Parser<'_> {
         }
     }
 
-    fn expect(&mut self, b: u8) -> Step<()> {
+    /// The whole text: one value and only whitespace after it.
+    fn document(&mut self) -> Step<Node> {
+        let root = self.value()?;
         self.skip_whitespace();
-        if self.peek() == Some(b) {
-            self.pos += 1;
-            Ok(())
+        if self.pos == self.bytes.len() {
+            Ok(root)
         } else {
             Err(Refused)
         }
     }
 
     /// One value and all it contains.
-    fn value(&mut self) -> Step<()> {
+    fn value(&mut self) -> Step<Node> {
+        // The key of the value being read, inside an object.
+        let mut key = NO_KEY;
         loop {
             self.skip_whitespace();
-            match self.peek().ok_or(Refused)? {
+            let mut node = match self.peek().ok_or(Refused)? {
                 open @ (b'{' | b'[') => {
                     if self.stack.len() >= self.max_depth {
                         return Err(Refused);
                     }
                     self.pos += 1;
                     let object = open == b'{';
-                    let at = self.nodes.len();
-                    self.nodes.push(Node::Null);
                     self.stack.push(Open {
-                        at,
-                        len: 0,
                         object,
-                        last_key: None,
+                        start: if object {
+                            self.open_entries.len()
+                        } else {
+                            self.open_items.len()
+                        },
+                        key,
                         sorted: true,
                     });
                     self.skip_whitespace();
                     let close = if object { b'}' } else { b']' };
-                    if self.peek() == Some(close) {
-                        self.pos += 1;
-                        self.close()?;
-                    } else {
+                    if self.peek() != Some(close) {
                         if object {
-                            self.key()?;
+                            key = self.key()?;
                         }
                         continue;
                     }
+                    self.pos += 1;
+                    let (node, its_key) = self.close()?;
+                    key = its_key;
+                    node
                 }
-                b'"' => self.string()?,
+                b'"' => Node::Str(self.string()?),
                 b't' => self.literal(b"true", Node::Bool(true))?,
                 b'f' => self.literal(b"false", Node::Bool(false))?,
                 b'n' => self.literal(b"null", Node::Null)?,
                 b'-' | b'0'..=b'9' => self.number()?,
                 _ => return Err(Refused),
-            }
-            // A value is complete: close what it completes, or find the next value.
+            };
+            // A value is complete: place it in its container, close what that completes,
+            // or go on to the next value.
             loop {
-                let Some(top) = self.stack.last_mut() else {
-                    return Ok(());
+                let Some(top) = self.stack.last() else {
+                    return Ok(node);
                 };
-                top.len += 1;
                 let object = top.object;
+                if object {
+                    self.open_entries.push(Entry { key, value: node });
+                } else {
+                    self.open_items.push(node);
+                }
                 self.skip_whitespace();
                 match self.peek() {
                     Some(b',') => {
                         self.pos += 1;
                         if object {
-                            self.key()?;
+                            key = self.key()?;
                         }
                         break;
                     }
                     Some(b'}') if object => {
                         self.pos += 1;
-                        self.close()?;
+                        (node, key) = self.close()?;
                     }
                     Some(b']') if !object => {
                         self.pos += 1;
-                        self.close()?;
+                        (node, key) = self.close()?;
                     }
                     _ => return Err(Refused),
                 }
@@ -235,107 +243,114 @@ impl Parser<'_> {
         }
     }
 
-    /// A key and its colon.
-    fn key(&mut self) -> Step<()> {
+    /// A key and its colon; notes whether the object's keys are still in order.
+    fn key(&mut self) -> Step<Str> {
         self.skip_whitespace();
         if self.peek() != Some(b'"') {
             return Err(Refused);
         }
-        self.string()?;
-        let key = self.nodes.len() - 1;
-        // Still in order after this key? Asked only while the object's keys have been.
-        let previous = self
-            .stack
-            .last()
-            .filter(|top| top.sorted)
-            .and_then(|top| top.last_key);
-        let strings = self.strings();
-        let ordered = previous
-            .map(|last| in_order(strings.of(self.nodes[last]), strings.of(self.nodes[key])));
-        if let Some(top) = self.stack.last_mut() {
-            if let Some(ordered) = ordered {
-                top.sorted = ordered;
-            }
-            top.last_key = Some(key);
+        let key = self.string()?;
+        let top = self.stack.last_mut().ok_or(Refused)?;
+        if top.sorted
+            && let Some(previous) = self.open_entries.get(top.start..).and_then(<[Entry]>::last)
+        {
+            top.sorted = in_order(self.bytes, &self.unescaped, previous.key, key);
         }
-        self.expect(b':')
+        self.skip_whitespace();
+        if self.peek() != Some(b':') {
+            return Err(Refused);
+        }
+        self.pos += 1;
+        Ok(key)
     }
 
-    /// Ends the innermost container; a closed object that repeats a key counts it once.
-    fn close(&mut self) -> Step<()> {
+    /// Ends the innermost container: its contents move into the document's table. Gives
+    /// its node and the key it is the value of.
+    fn close(&mut self) -> Step<(Node, Str)> {
         let open = self.stack.pop().ok_or(Refused)?;
-        let end = small(self.nodes.len());
-        self.nodes[open.at] = if open.object {
-            // Keys in order repeat none; only others need counting.
-            let len = if open.sorted {
-                open.len
-            } else {
-                self.distinct_keys(open.at, open.len)
-            };
+        let node = if open.object {
+            if !open.sorted {
+                self.drop_overridden(open.start);
+            }
+            let first = small(self.entries.len());
+            let contents = self.open_entries.get(open.start..).unwrap_or_default();
+            self.entries.extend_from_slice(contents);
+            let len = small(contents.len());
+            self.open_entries.truncate(open.start);
             Node::Object {
+                first,
                 len,
-                end,
                 sorted: open.sorted,
             }
         } else {
-            Node::Array { len: open.len, end }
+            let first = small(self.items.len());
+            let contents = self.open_items.get(open.start..).unwrap_or_default();
+            self.items.extend_from_slice(contents);
+            let len = small(contents.len());
+            self.open_items.truncate(open.start);
+            Node::Array { first, len }
         };
-        Ok(())
+        Ok((node, open.key))
     }
 
-    /// How many distinct keys the object at `at` has.
-    fn distinct_keys(&mut self, at: usize, entries: u32) -> u32 {
-        let mut keys = std::mem::take(&mut self.keys);
-        keys.clear();
-        let mut i = at + 1;
-        while i < self.nodes.len() {
-            keys.push(i);
-            i = crate::value::next(&self.nodes, i + 1);
-        }
-        let doc = self.strings();
-        let distinct = if keys.len() <= PAIRWISE {
-            let mut n = 0;
-            for (k, &key) in keys.iter().enumerate() {
-                let s = doc.of(self.nodes[key]);
-                if !keys[..k]
+    /// Removes the entries from `start` on whose key comes again later: a repeated key
+    /// reads as its last value, where that value was. Keys in order repeat none, so only
+    /// objects with keys out of order get here.
+    fn drop_overridden(&mut self, start: usize) {
+        let key = |e: &Entry| bytes_of(self.bytes, &self.unescaped, e.key);
+        let entries = self.open_entries.get(start..).unwrap_or_default();
+        let overridden: Vec<bool> = if entries.len() <= PAIRWISE {
+            // Most keys differ in length: pairs are told apart without reading them.
+            let repeated = |(i, a): (usize, &Entry)| {
+                entries[i + 1..]
                     .iter()
-                    .any(|&prior| doc.of(self.nodes[prior]) == s)
-                {
-                    n += 1;
+                    .any(|b| a.key.len() == b.key.len() && key(a) == key(b))
+            };
+            if !entries.iter().enumerate().any(repeated) {
+                return;
+            }
+            entries.iter().enumerate().map(repeated).collect()
+        } else {
+            // The last place of each key, found through the keys sorted (stable: equal keys
+            // keep their order, so the last of a run is the one that counts).
+            let mut order: Vec<usize> = (0..entries.len()).collect();
+            order.sort_by(|&a, &b| key(&entries[a]).cmp(key(&entries[b])));
+            let mut out = vec![false; entries.len()];
+            for pair in order.windows(2) {
+                if key(&entries[pair[0]]) == key(&entries[pair[1]]) {
+                    out[pair[0]] = true;
                 }
             }
-            n
-        } else {
-            let mut strs: Vec<&str> = keys.iter().map(|&k| doc.of(self.nodes[k])).collect();
-            strs.sort_unstable();
-            strs.dedup();
-            strs.len()
+            out
         };
-        self.keys = keys;
-        let distinct = small(distinct);
-        if distinct != entries {
-            self.repeats = true;
+        if !overridden.contains(&true) {
+            return;
         }
-        distinct
+        self.repeats = true;
+        let mut i = 0;
+        self.open_entries.retain(|_| {
+            let keep = i < start || !overridden[i - start];
+            i += 1;
+            keep
+        });
     }
 
-    fn literal(&mut self, word: &[u8], node: Node) -> Step<()> {
+    fn literal(&mut self, word: &[u8], node: Node) -> Step<Node> {
         if self.bytes[self.pos..].starts_with(word) {
             self.pos += word.len();
-            self.nodes.push(node);
-            Ok(())
+            Ok(node)
         } else {
             Err(Refused)
         }
     }
 
     /// A string, its opening quote at `pos`.
-    fn string(&mut self) -> Step<()> {
+    fn string(&mut self) -> Step<Str> {
         let start = self.pos + 1;
         let mut i = start;
         // Eight bytes at a time up to a quote, a backslash or a control character.
-        while let Some(chunk) = self.bytes.get(i..).and_then(<[u8]>::first_chunk::<8>) {
-            let chunk = u64::from_le_bytes(*chunk);
+        while let Some(chunk) = self.bytes.get(i..i + 8) {
+            let chunk = u64::from_le_bytes(chunk.try_into().map_err(|_| Refused)?);
             let special = equal(chunk, b'"') | equal(chunk, b'\\') | below(chunk, 0x20);
             if special != 0 {
                 i += (special.trailing_zeros() / 8) as usize;
@@ -345,23 +360,24 @@ impl Parser<'_> {
         }
         loop {
             match self.bytes.get(i).copied().ok_or(Refused)? {
+                0..=0x1f => return Err(Refused),
                 b'"' => {
-                    self.nodes.push(Node::Str {
+                    self.pos = i + 1;
+                    return Ok(Str {
                         at: small(start),
                         len: small(i - start),
                     });
-                    self.pos = i + 1;
-                    return Ok(());
                 }
                 b'\\' => return self.escaped(i),
-                0..=0x1f => return Err(Refused),
                 _ => i += 1,
             }
         }
     }
 
     /// A string with an escape at `i`, unescaped by `serde_json`.
-    fn escaped(&mut self, mut i: usize) -> Step<()> {
+    #[cold]
+    #[inline(never)]
+    fn escaped(&mut self, mut i: usize) -> Step<Str> {
         loop {
             match self.bytes.get(i).copied().ok_or(Refused)? {
                 b'\\' => i += 2,
@@ -373,16 +389,15 @@ impl Parser<'_> {
         let s: String = serde_json::from_str(quoted).map_err(|_| Refused)?;
         let at = small(self.unescaped.len());
         self.unescaped.push_str(&s);
-        self.nodes.push(Node::Unescaped {
-            at,
-            len: small(s.len()),
-        });
         self.pos = i + 1;
-        Ok(())
+        Ok(Str {
+            at,
+            len: small(s.len()) | Str::ESCAPED,
+        })
     }
 
     /// A number: plain integers of up to 18 digits here, any other by `serde_json`.
-    fn number(&mut self) -> Step<()> {
+    fn number(&mut self) -> Step<Node> {
         let start = self.pos;
         let mut i = start;
         let negative = self.bytes.get(i) == Some(&b'-');
@@ -401,9 +416,8 @@ impl Parser<'_> {
             for &d in &self.bytes[digits..i] {
                 n = n * 10 + i64::from(d - b'0');
             }
-            self.nodes.push(Node::Int(if negative { -n } else { n }));
             self.pos = i;
-            return Ok(());
+            return Ok(Node::Int(if negative { -n } else { n }));
         }
         // The whole token, as far as a number could reach; serde_json decides what it is.
         while let Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') = self.bytes.get(i) {
@@ -418,35 +432,33 @@ impl Parser<'_> {
         } else {
             Node::Float(number.as_f64().ok_or(Refused)?)
         };
-        self.nodes.push(node);
         self.pos = i;
-        Ok(())
+        Ok(node)
     }
 }
 
-/// `a < b`, deciding on the first byte where it can (keys mostly differ there).
-fn in_order(a: &str, b: &str) -> bool {
-    match (a.as_bytes().first(), b.as_bytes().first()) {
-        (Some(x), Some(y)) if x != y => x < y,
-        _ => a < b,
-    }
+/// The bytes of a string read so far, from the text or the unescaped strings.
+fn bytes_of<'a>(text: &'a [u8], unescaped: &'a str, s: Str) -> &'a [u8] {
+    let from = if s.len & Str::ESCAPED == 0 {
+        text
+    } else {
+        unescaped.as_bytes()
+    };
+    let at = s.at as usize;
+    from.get(at..at + s.len()).unwrap_or_default()
 }
 
-/// Where strings are read from.
-pub(crate) struct Strings<'d> {
-    pub(crate) text: &'d str,
-    pub(crate) unescaped: &'d str,
-}
-
-impl<'d> Strings<'d> {
-    /// The string of a string node; "" for any other.
-    pub(crate) fn of(&self, node: Node) -> &'d str {
-        let (from, at, len) = match node {
-            Node::Str { at, len } => (self.text, at, len),
-            Node::Unescaped { at, len } => (self.unescaped, at, len),
-            _ => return "",
-        };
-        let at = at as usize;
-        from.get(at..at + len as usize).unwrap_or_default()
+/// Key `a` before key `b`, deciding on the first byte where it can: keys mostly differ
+/// there.
+fn in_order(text: &[u8], unescaped: &str, a: Str, b: Str) -> bool {
+    // Both without escapes and not empty: their first bytes are in the text.
+    if (a.len | b.len) & Str::ESCAPED == 0
+        && a.len != 0
+        && b.len != 0
+        && let (Some(x), Some(y)) = (text.get(a.at as usize), text.get(b.at as usize))
+        && x != y
+    {
+        return x < y;
     }
+    bytes_of(text, unescaped, a) < bytes_of(text, unescaped, b)
 }

@@ -108,11 +108,11 @@ impl<'v> ReadJson<'v> for Value<'v> {
     }
 
     fn elements(self) -> impl Iterator<Item = Self> {
-        Value::elements(&self).into_iter().flatten()
+        self.elements_or_none()
     }
 
     fn sorted_entries(self) -> impl Iterator<Item = (&'v str, Self)> {
-        Value::sorted_entries(&self).into_iter().flatten()
+        self.sorted_entries_or_none()
     }
 
     fn to_serde(self) -> Json {

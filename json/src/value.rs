@@ -1,16 +1,8 @@
-//! Reading a document in place: a value is the document and a node's place in it.
+//! Reading a document in place: a value is the document and one of its nodes.
 
 use std::fmt;
 
-use crate::{Document, Node, parse::Strings};
-
-/// The index past the value at `at` and all it contains.
-pub(crate) fn next(nodes: &[Node], at: usize) -> usize {
-    match nodes.get(at) {
-        Some(Node::Array { end, .. } | Node::Object { end, .. }) => *end as usize,
-        _ => at + 1,
-    }
-}
+use crate::{Document, Entry, Node, Str};
 
 /// What a value is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +28,7 @@ pub enum Number {
 #[derive(Clone, Copy)]
 pub struct Value<'d> {
     doc: &'d Document<'d>,
-    at: usize,
+    node: &'d Node,
 }
 
 impl fmt::Debug for Value<'_> {
@@ -48,47 +40,39 @@ impl fmt::Debug for Value<'_> {
 impl PartialEq for Value<'_> {
     /// Same document and place: the same value.
     fn eq(&self, other: &Self) -> bool {
-        std::ptr::eq(self.doc, other.doc) && self.at == other.at
+        std::ptr::eq(self.doc, other.doc) && std::ptr::eq(self.node, other.node)
     }
 }
 
 impl<'d> Value<'d> {
-    pub(crate) fn new(doc: &'d Document<'d>, at: usize) -> Self {
-        Self { doc, at }
-    }
-
-    fn node(&self) -> Node {
-        self.doc.nodes.get(self.at).copied().unwrap_or(Node::Null)
-    }
-
-    fn strings(&self) -> Strings<'d> {
-        self.doc.strings()
+    pub(crate) fn new(doc: &'d Document<'d>, node: &'d Node) -> Self {
+        Self { doc, node }
     }
 
     pub fn kind(&self) -> Kind {
-        match self.node() {
+        match self.node {
             Node::Null => Kind::Null,
             Node::Bool(_) => Kind::Bool,
             Node::Int(_) | Node::Uint(_) | Node::Float(_) => Kind::Number,
-            Node::Str { .. } | Node::Unescaped { .. } => Kind::String,
+            Node::Str(_) => Kind::String,
             Node::Array { .. } => Kind::Array,
             Node::Object { .. } => Kind::Object,
         }
     }
 
     pub fn is_null(&self) -> bool {
-        self.node() == Node::Null
+        matches!(self.node, Node::Null)
     }
 
     pub fn as_bool(&self) -> Option<bool> {
-        match self.node() {
-            Node::Bool(b) => Some(b),
+        match self.node {
+            Node::Bool(b) => Some(*b),
             _ => None,
         }
     }
 
     pub fn as_number(&self) -> Option<Number> {
-        match self.node() {
+        match *self.node {
             Node::Int(i) => Some(Number::Int(i)),
             Node::Uint(u) => Some(Number::Uint(u)),
             Node::Float(f) => Some(Number::Float(f)),
@@ -98,7 +82,7 @@ impl<'d> Value<'d> {
 
     /// As `serde_json::Value::as_i64`.
     pub fn as_i64(&self) -> Option<i64> {
-        match self.node() {
+        match *self.node {
             Node::Int(i) => Some(i),
             _ => None,
         }
@@ -106,7 +90,7 @@ impl<'d> Value<'d> {
 
     /// As `serde_json::Value::as_u64`.
     pub fn as_u64(&self) -> Option<u64> {
-        match self.node() {
+        match *self.node {
             Node::Int(i) => u64::try_from(i).ok(),
             Node::Uint(u) => Some(u),
             _ => None,
@@ -115,7 +99,7 @@ impl<'d> Value<'d> {
 
     /// As `serde_json::Value::as_f64`.
     pub fn as_f64(&self) -> Option<f64> {
-        match self.node() {
+        match *self.node {
             Node::Int(i) => Some(i as f64),
             Node::Uint(u) => Some(u as f64),
             Node::Float(f) => Some(f),
@@ -124,15 +108,15 @@ impl<'d> Value<'d> {
     }
 
     pub fn as_str(&self) -> Option<&'d str> {
-        match self.node() {
-            node @ (Node::Str { .. } | Node::Unescaped { .. }) => Some(self.strings().of(node)),
+        match *self.node {
+            Node::Str(s) => Some(self.doc.str(s)),
             _ => None,
         }
     }
 
     /// Elements of an array or distinct keys of an object; `None` for anything else.
     pub fn len(&self) -> Option<usize> {
-        match self.node() {
+        match *self.node {
             Node::Array { len, .. } | Node::Object { len, .. } => Some(len as usize),
             _ => None,
         }
@@ -143,21 +127,45 @@ impl<'d> Value<'d> {
         self.len().map(|n| n == 0)
     }
 
-    /// How deeply containers nest in this value: 0 for a scalar, 1 for `[]` or `[1]`. Values
-    /// a repeated key overrides count too.
+    /// An array's elements.
+    fn items(&self) -> Option<&'d [Node]> {
+        match *self.node {
+            Node::Array { first, len } => self
+                .doc
+                .items
+                .get(first as usize..first as usize + len as usize),
+            _ => None,
+        }
+    }
+
+    /// An object's entries.
+    fn object(&self) -> Option<&'d [Entry]> {
+        match *self.node {
+            Node::Object { first, len, .. } => self
+                .doc
+                .entries
+                .get(first as usize..first as usize + len as usize),
+            _ => None,
+        }
+    }
+
+    /// How deeply containers nest in this value: 0 for a scalar, 1 for `[]` or `[1]`.
     pub fn depth(&self) -> usize {
-        let nodes = &self.doc.nodes[..];
-        let end = next(nodes, self.at);
-        // The ends of the containers the scan is in.
-        let mut open: Vec<usize> = Vec::new();
+        // Containers still to look into, with their depth; no call stack, whatever the depth.
+        let mut open: Vec<(Value<'d>, usize)> = vec![(*self, 0)];
         let mut deepest = 0;
-        for (at, node) in nodes.iter().enumerate().take(end).skip(self.at) {
-            while open.last().is_some_and(|&e| e <= at) {
-                open.pop();
-            }
-            if let Node::Array { end, .. } | Node::Object { end, .. } = *node {
-                open.push(end as usize);
-                deepest = deepest.max(open.len());
+        while let Some((v, above)) = open.pop() {
+            let inner: &mut dyn Iterator<Item = &'d Node> = match (v.items(), v.object()) {
+                (Some(items), _) => &mut items.iter(),
+                (_, Some(entries)) => &mut entries.iter().map(|e| &e.value),
+                _ => continue,
+            };
+            let depth = above + 1;
+            deepest = deepest.max(depth);
+            for node in inner {
+                if matches!(node, Node::Array { .. } | Node::Object { .. }) {
+                    open.push((Value::new(self.doc, node), depth));
+                }
             }
         }
         deepest
@@ -165,70 +173,81 @@ impl<'d> Value<'d> {
 
     /// The value of `key` in an object.
     pub fn get(&self, key: &str) -> Option<Value<'d>> {
-        let Node::Object { end, .. } = self.node() else {
+        self.find(key.as_bytes(), || Some(Head::of(key.as_bytes())))
+    }
+
+    /// The value of a [`Key`] in an object: for keys looked up again and again, prepared
+    /// once.
+    pub fn get_key(&self, key: &Key) -> Option<Value<'d>> {
+        self.find(key.text.as_bytes(), || Some(key.head))
+    }
+
+    fn find(&self, key: &[u8], head: impl FnOnce() -> Option<Head>) -> Option<Value<'d>> {
+        let Node::Object { first, len, sorted } = *self.node else {
             return None;
         };
-        let nodes = &self.doc.nodes[..];
-        let text = self.doc.text.as_bytes();
-        let strings = self.strings();
-        let mut found = None;
-        let mut at = self.at + 1;
-        while at < end as usize {
-            // Lengths first: most keys differ in theirs.
-            let hit = match nodes[at] {
-                Node::Str { at: from, len } => {
-                    len as usize == key.len()
-                        && text.get(from as usize..from as usize + len as usize)
-                            == Some(key.as_bytes())
-                }
-                node => strings.of(node) == key,
-            };
-            if hit {
-                found = Some(Value::new(self.doc, at + 1));
-                if !self.doc.repeats {
-                    break;
-                }
-            }
-            at = next(nodes, at + 1);
-        }
-        found
+        let entries = self
+            .doc
+            .entries
+            .get(first as usize..first as usize + len as usize)?;
+        let found = if sorted && entries.len() > SCANNED {
+            let i = entries
+                .binary_search_by(|e| self.doc.str(e.key).as_bytes().cmp(key))
+                .ok()?;
+            entries.get(i)
+        } else {
+            let head = head()?;
+            entries.iter().find(|e| head.is(self.doc, e.key, key))
+        };
+        found.map(|e| Value::new(self.doc, &e.value))
     }
 
     /// The element at `index` of an array.
     pub fn index(&self, index: usize) -> Option<Value<'d>> {
-        self.elements()?.nth(index)
+        self.items()?
+            .get(index)
+            .map(|node| Value::new(self.doc, node))
     }
 
     /// The elements of an array.
     pub fn elements(&self) -> Option<Elements<'d>> {
-        match self.node() {
-            Node::Array { len, end } => Some(Elements {
-                doc: self.doc,
-                at: self.at + 1,
-                end: end as usize,
-                left: len as usize,
-            }),
-            _ => None,
+        Some(Elements {
+            doc: self.doc,
+            items: self.items()?.iter(),
+        })
+    }
+
+    /// The entries of an object in the text's order; a repeated key once, with its last
+    /// value, where that value was.
+    pub fn entries(&self) -> Option<Entries<'d>> {
+        Some(Entries {
+            doc: self.doc,
+            entries: self.object()?.iter(),
+        })
+    }
+
+    /// The elements of an array; none for anything else.
+    pub(crate) fn elements_or_none(&self) -> Elements<'d> {
+        Elements {
+            doc: self.doc,
+            items: self.items().unwrap_or_default().iter(),
         }
     }
 
-    /// The entries of an object in the text's order; a repeated key once, with its last value.
-    pub fn entries(&self) -> Option<Entries<'d>> {
-        match self.node() {
-            Node::Object { len, end, .. } => Some(Entries {
+    /// The entries of an object in the order of their keys; none for anything else.
+    pub(crate) fn sorted_entries_or_none(&self) -> SortedEntries<'d> {
+        self.sorted_entries().unwrap_or_else(|| {
+            SortedEntries::InOrder(Entries {
                 doc: self.doc,
-                at: self.at + 1,
-                end: end as usize,
-                left: len as usize,
-            }),
-            _ => None,
-        }
+                entries: [].iter(),
+            })
+        })
     }
 
     /// The entries of an object in the order of their keys, as a `serde_json::Map` keeps
     /// them; without a copy where the text has them in order.
     pub fn sorted_entries(&self) -> Option<SortedEntries<'d>> {
-        let Node::Object { sorted, .. } = self.node() else {
+        let Node::Object { sorted, .. } = *self.node else {
             return None;
         };
         let entries = self.entries()?;
@@ -244,15 +263,13 @@ impl<'d> Value<'d> {
     /// The same value as a `serde_json::Value`.
     pub fn to_serde(&self) -> serde_json::Value {
         use serde_json::Value as J;
-        match self.node() {
+        match *self.node {
             Node::Null => J::Null,
             Node::Bool(b) => J::Bool(b),
             Node::Int(i) => J::from(i),
             Node::Uint(u) => J::from(u),
             Node::Float(f) => serde_json::Number::from_f64(f).map_or(J::Null, J::Number),
-            node @ (Node::Str { .. } | Node::Unescaped { .. }) => {
-                J::String(self.strings().of(node).to_owned())
-            }
+            Node::Str(s) => J::String(self.doc.str(s).to_owned()),
             Node::Array { .. } => J::Array(
                 self.elements()
                     .into_iter()
@@ -267,6 +284,88 @@ impl<'d> Value<'d> {
                     .map(|(k, v)| (k.to_owned(), v.to_serde()))
                     .collect(),
             ),
+        }
+    }
+}
+
+/// Objects of more entries than this are searched by halves where their keys are in order.
+const SCANNED: usize = 16;
+
+/// A key to look up again and again (a field an expression selects), prepared once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    text: Box<str>,
+    head: Head,
+}
+
+impl Key {
+    pub fn new(text: &str) -> Self {
+        Self {
+            text: text.into(),
+            head: Head::of(text.as_bytes()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::ops::Deref for Key {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+/// A key's length and first eight bytes as a number: most keys are that short, and comparing
+/// an entry's key is then a load and a compare, not a call to compare memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Head {
+    /// The key's length, or `u32::MAX` (which no key of a document has) for a longer one.
+    len: u32,
+    bytes: u64,
+    /// The bytes of eight that the key fills.
+    mask: u64,
+}
+
+impl Head {
+    fn of(key: &[u8]) -> Self {
+        let n = key.len().min(8);
+        let bytes = match key.first_chunk::<8>() {
+            Some(chunk) => u64::from_le_bytes(*chunk),
+            None => key.iter().rev().fold(0, |h, &b| (h << 8) | u64::from(b)),
+        };
+        Self {
+            len: u32::try_from(key.len()).unwrap_or(u32::MAX),
+            bytes,
+            mask: u64::MAX.checked_shr(64 - 8 * n as u32).unwrap_or(0),
+        }
+    }
+
+    /// Whether `found`, a key of `doc`, is `key`, whose head this is. Most keys differ in
+    /// length, which is decided here; the rest in [`same`](Self::same).
+    #[inline(always)]
+    fn is(self, doc: &Document<'_>, found: Str, key: &[u8]) -> bool {
+        if found.len == self.len {
+            self.same(doc, found, key)
+        } else {
+            // A key with escapes carries a flag in its length; it is compared as text.
+            found.len & Str::ESCAPED != 0 && doc.str(found).as_bytes() == key
+        }
+    }
+
+    /// Whether `found`, a key of `doc` without escapes and of `key`'s length, is `key`.
+    fn same(self, doc: &Document<'_>, found: Str, key: &[u8]) -> bool {
+        let text = doc.text.as_bytes();
+        let at = found.at as usize;
+        match text.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+            Some(chunk) => {
+                u64::from_le_bytes(*chunk) & self.mask == self.bytes
+                    && (key.len() <= 8 || text.get(at + 8..at + key.len()) == key.get(8..))
+            }
+            None => text.get(at..at + key.len()) == Some(key),
         }
     }
 }
@@ -292,26 +391,18 @@ impl<'d> Iterator for SortedEntries<'d> {
 #[derive(Clone)]
 pub struct Elements<'d> {
     doc: &'d Document<'d>,
-    at: usize,
-    end: usize,
-    left: usize,
+    items: std::slice::Iter<'d, Node>,
 }
 
 impl<'d> Iterator for Elements<'d> {
     type Item = Value<'d>;
 
     fn next(&mut self) -> Option<Value<'d>> {
-        if self.at >= self.end {
-            return None;
-        }
-        let v = Value::new(self.doc, self.at);
-        self.at = next(&self.doc.nodes, self.at);
-        self.left = self.left.saturating_sub(1);
-        Some(v)
+        self.items.next().map(|node| Value::new(self.doc, node))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.left, Some(self.left))
+        self.items.size_hint()
     }
 }
 
@@ -321,44 +412,20 @@ impl ExactSizeIterator for Elements<'_> {}
 #[derive(Clone)]
 pub struct Entries<'d> {
     doc: &'d Document<'d>,
-    at: usize,
-    end: usize,
-    left: usize,
+    entries: std::slice::Iter<'d, Entry>,
 }
 
 impl<'d> Iterator for Entries<'d> {
     type Item = (&'d str, Value<'d>);
 
     fn next(&mut self) -> Option<(&'d str, Value<'d>)> {
-        let nodes = &self.doc.nodes[..];
-        let strings = self.doc.strings();
-        while self.at < self.end {
-            let key = strings.of(nodes[self.at]);
-            let value = Value::new(self.doc, self.at + 1);
-            self.at = next(nodes, self.at + 1);
-            // With repeats, an entry whose key comes again later is not the one that counts.
-            if self.doc.repeats {
-                let mut later = self.at;
-                let mut again = false;
-                while later < self.end {
-                    if strings.of(nodes[later]) == key {
-                        again = true;
-                        break;
-                    }
-                    later = next(nodes, later + 1);
-                }
-                if again {
-                    continue;
-                }
-            }
-            self.left = self.left.saturating_sub(1);
-            return Some((key, value));
-        }
-        None
+        self.entries
+            .next()
+            .map(|e| (self.doc.str(e.key), Value::new(self.doc, &e.value)))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.left, Some(self.left))
+        self.entries.size_hint()
     }
 }
 

@@ -435,3 +435,39 @@ fn bytes_that_are_not_utf8_get_serde_jsons_error() {
     let doc = Document::parse_bytes(br#"{"a": "\u00e9"}"#).expect("JSON");
     assert_eq!(doc.root().get("a").and_then(|v| v.as_str()), Some("é"));
 }
+
+#[test]
+fn long_objects_find_every_key_in_order_or_not() {
+    // Keys as written and as read, some with escapes; long enough to be searched by halves
+    // when in order.
+    let mut keys: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("k{i:02}"), format!("k{i:02}")))
+        .collect();
+    keys.push((r#"k1\u0030x"#.into(), "k10x".into()));
+    keys.push((r#"a\"q"#.into(), "a\"q".into()));
+    keys.push((
+        "longer than eight bytes".into(),
+        "longer than eight bytes".into(),
+    ));
+    keys.push(("".into(), "".into()));
+    keys.sort_by(|a, b| a.1.cmp(&b.1));
+    let text = |keys: &[(String, String)]| {
+        let fields: Vec<String> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| format!("\"{k}\":{i}"))
+            .collect();
+        format!("{{{}}}", fields.join(","))
+    };
+    let in_order = text(&keys);
+    check(&in_order);
+    let doc = Document::parse(&in_order).expect("JSON");
+    for (i, (_, key)) in keys.iter().enumerate() {
+        assert_eq!(doc.root().get(key).and_then(|v| v.as_i64()), Some(i as i64));
+    }
+    for missing in ["k", "k40", "k0", "zzz", "a", "longer than eight byteS"] {
+        assert!(doc.root().get(missing).is_none(), "{missing}");
+    }
+    keys.reverse();
+    check(&text(&keys));
+}

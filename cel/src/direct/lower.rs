@@ -4,6 +4,7 @@
 use cel::common::ast::{
     CallExpr, ComprehensionExpr, EntryExpr, Expr, IdedExpr, LiteralValue, operators,
 };
+use zen_json::Key;
 
 use crate::{
     budget::{RANGE_FN, SIZE_FN},
@@ -80,10 +81,10 @@ pub(crate) enum Node {
     /// below the top of the evaluation's scope, so evaluating it compares no names.
     Local(usize),
     /// `a.b.c`: fields selected one after another, in one step rather than one per field.
-    Select(Box<Node>, Box<[Box<str>]>),
+    Select(Box<Node>, Box<[Key]>),
     /// Fields selected from an input variable, numbered as a path (see `paths`).
     Path(Box<Path>),
-    Has(Box<Node>, Box<str>),
+    Has(Box<Node>, Key),
     Not(Box<Node>),
     Neg(Box<Node>),
     NotStrictlyFalse(Box<Node>),
@@ -117,12 +118,12 @@ pub(crate) struct StrEq {
 #[derive(Debug)]
 pub(crate) struct Path {
     pub(crate) root: Box<str>,
-    pub(crate) fields: Vec<Box<str>>,
+    pub(crate) fields: Vec<Key>,
     pub(crate) id: Option<u32>,
 }
 
 impl Path {
-    fn new(root: Box<str>, fields: Vec<Box<str>>) -> Self {
+    fn new(root: Box<str>, fields: Vec<Key>) -> Self {
         let id = super::paths::id(&root, &fields);
         Self { root, fields, id }
     }
@@ -179,7 +180,7 @@ impl<'e> Lowering<'e> {
             Expr::Ident(name) => self.ident(name),
             Expr::Select(s) => {
                 let operand = self.lower(&s.operand)?;
-                let field: Box<str> = s.field.as_str().into();
+                let field = Key::new(&s.field);
                 match operand {
                     _ if s.test => Node::Has(Box::new(operand), field),
                     Node::Select(base, fields) => {

@@ -8,6 +8,7 @@ use std::{
 };
 
 use serde_json::Value as Json;
+use zen_json::Key;
 
 use crate::Bound;
 
@@ -18,7 +19,7 @@ const MAX_PATHS: usize = 4096;
 static IDS: LazyLock<Mutex<HashMap<Box<str>, u32>>> = LazyLock::new(Mutex::default);
 
 /// The number of `root.fields…`, given on first sight; `None` once the table is full.
-pub(crate) fn id(root: &str, fields: &[Box<str>]) -> Option<u32> {
+pub(crate) fn id(root: &str, fields: &[Key]) -> Option<u32> {
     // CEL names hold no NUL, so the joined key is the path and nothing else.
     let mut key = String::from(root);
     for f in fields {
@@ -40,12 +41,12 @@ pub(crate) fn id(root: &str, fields: &[Box<str>]) -> Option<u32> {
 /// Where `fields` lead from `start`, as selecting them one by one would; `None` for a
 /// missing field or a field of something that is not an object, which the evaluation
 /// leaves to the interpreter.
-pub(crate) fn follow<'v>(start: Bound<'v>, fields: &[Box<str>]) -> Option<Bound<'v>> {
+pub(crate) fn follow<'v>(start: Bound<'v>, fields: &[Key]) -> Option<Bound<'v>> {
     let mut at = start;
     for field in fields {
         at = match at {
             Bound::Json(Json::Object(o)) => Bound::Json(super::value::get(o, field)?),
-            Bound::Document(d) => Bound::Document(d.get(field)?),
+            Bound::Document(d) => Bound::Document(d.get_key(field)?),
             Bound::Json(_) => return None,
         };
     }

@@ -6,6 +6,7 @@
 use std::{cmp::Ordering, rc::Rc};
 
 use serde_json::Value as Json;
+use zen_json::Key;
 
 use crate::budget::string_units;
 
@@ -149,11 +150,11 @@ impl<'a> Val<'a> {
     }
 
     /// `a.f`: a present field of a map.
-    pub(crate) fn field(&self, name: &str) -> Outcome<'a> {
+    pub(crate) fn field(&self, name: &Key) -> Outcome<'a> {
         match self {
             Val::Json(Json::Object(o)) => get(o, name).map(Val::of).ok_or(Unknown),
             Val::Doc(d) if d.kind() == zen_json::Kind::Object => {
-                d.get(name).map(Val::of_document).ok_or(Unknown)
+                d.get_key(name).map(Val::of_document).ok_or(Unknown)
             }
             Val::Map(m) => lookup(m, &Val::Str(name))?.ok_or(Unknown),
             _ => Err(Unknown),
@@ -161,11 +162,11 @@ impl<'a> Val<'a> {
     }
 
     /// `has(a.f)`.
-    pub(crate) fn has(&self, name: &str) -> Outcome<'a> {
+    pub(crate) fn has(&self, name: &Key) -> Outcome<'a> {
         match self {
             Val::Json(Json::Object(o)) => Ok(Val::Bool(get(o, name).is_some())),
             Val::Doc(d) if d.kind() == zen_json::Kind::Object => {
-                Ok(Val::Bool(d.get(name).is_some()))
+                Ok(Val::Bool(d.get_key(name).is_some()))
             }
             Val::Map(m) => Ok(Val::Bool(lookup(m, &Val::Str(name))?.is_some())),
             _ => Err(Unknown),
