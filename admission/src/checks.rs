@@ -141,7 +141,7 @@ impl Checker {
         if let Some(rules) = &schema.rules {
             let mut walk = RuleWalk {
                 vars: Variables::new(),
-                field: String::new(),
+                field: String::with_capacity(64),
                 budget,
                 errors: &mut out.errors,
             };

@@ -194,13 +194,35 @@ pub struct CompileError(pub String);
 pub struct Variables<'a> {
     values: Vec<(&'static str, Input<'a>)>,
     context: OnceCell<cel::Context<'static, 'static>>,
-    /// What paths from borrowed inputs led to, by path number (`direct::paths`), for every
-    /// expression evaluated against these variables.
-    paths: RefCell<Vec<(u32, Option<Bound<'a>>)>>,
+    /// What paths from borrowed inputs led to, for every expression evaluated against
+    /// these variables.
+    paths: RefCell<Paths<'a>>,
 }
 
-/// Paths remembered per set of variables at most; later ones are walked every time.
-const MAX_REMEMBERED_PATHS: usize = 64;
+/// Paths found for one binding of the variables, by path number (`direct::paths`): the
+/// latest path of each number modulo the slots, so a lookup is two reads. A policy set's
+/// paths are numbered one after another, so they seldom share a slot; one that does is
+/// walked again.
+struct Paths<'a> {
+    /// Per slot, the place in `found` plus one; 0 for none.
+    slots: [u8; PATH_SLOTS],
+    found: Vec<(u32, Option<Bound<'a>>)>,
+}
+
+impl Default for Paths<'_> {
+    fn default() -> Self {
+        Self {
+            slots: [0; PATH_SLOTS],
+            found: Vec::new(),
+        }
+    }
+}
+
+/// Slots of remembered paths.
+const PATH_SLOTS: usize = 64;
+
+/// Paths remembered per binding at most (places in `found` fit a `u8` slot).
+const MAX_REMEMBERED_PATHS: usize = 255;
 
 /// A variable's value: JSON, or a value of a document, which only the interpreter converts.
 pub(crate) enum Input<'a> {
@@ -232,7 +254,7 @@ impl<'a> Variables<'a> {
         Self {
             values: Vec::new(),
             context: OnceCell::new(),
-            paths: RefCell::new(Vec::new()),
+            paths: RefCell::default(),
         }
     }
 
@@ -262,7 +284,9 @@ impl<'a> Variables<'a> {
         }
         self.values.push((name, value));
         self.context = OnceCell::new();
-        self.paths.get_mut().clear();
+        let paths = self.paths.get_mut();
+        paths.slots = [0; PATH_SLOTS];
+        paths.found.clear();
     }
 
     /// Where `root.fields…` leads (`None` inside: nowhere), found once for these
@@ -275,8 +299,12 @@ impl<'a> Variables<'a> {
         fields: &[zen_json::Key],
     ) -> Option<Option<Bound<'a>>> {
         let mut paths = self.paths.borrow_mut();
-        if let Some((_, found)) = paths.iter().find(|(i, _)| *i == id) {
-            return Some(*found);
+        let slot = id as usize % PATH_SLOTS;
+        let place = usize::from(paths.slots[slot]);
+        if let Some(&(at, found)) = place.checked_sub(1).and_then(|i| paths.found.get(i))
+            && at == id
+        {
+            return Some(found);
         }
         let start = match self.get(root)? {
             Input::Json(Cow::Borrowed(json)) => Bound::Json(json),
@@ -284,12 +312,13 @@ impl<'a> Variables<'a> {
             Input::Json(Cow::Owned(_)) => return None,
         };
         let found = direct::paths::follow(start, fields);
-        if paths.len() < MAX_REMEMBERED_PATHS {
-            // Room for what a policy set reads at once, instead of growing by doubling.
-            if paths.capacity() == 0 {
-                paths.reserve(MAX_REMEMBERED_PATHS / 2);
+        if paths.found.len() < MAX_REMEMBERED_PATHS {
+            if paths.found.capacity() == 0 {
+                // Room for what a policy set reads at once, instead of growing by doubling.
+                paths.found.reserve(32);
             }
-            paths.push((id, found));
+            paths.found.push((id, found));
+            paths.slots[slot] = u8::try_from(paths.found.len()).unwrap_or(0);
         }
         Some(found)
     }
@@ -595,6 +624,39 @@ mod tests {
         // Bound again: the new value's path.
         v.set("object", &other);
         assert_eq!(p.evaluate(&v, &mut Budget::default()), Ok(json!("b")));
+    }
+
+    /// More paths than slots: paths sharing a slot take it from each other and still answer
+    /// with their own values, in any order, and a new binding is never answered from the
+    /// old one's slots.
+    #[test]
+    fn paths_sharing_a_slot_answer_with_their_own_values() {
+        let n = 3 * PATH_SLOTS + 5;
+        let fields: serde_json::Map<String, serde_json::Value> =
+            (0..n).map(|i| (format!("f{i}"), json!(i))).collect();
+        let object = serde_json::Value::Object(fields);
+        let programs: Vec<Program> = (0..n)
+            .map(|i| compile(&format!("object.f{i}")).unwrap())
+            .collect();
+        let mut v = Variables::new();
+        v.set("object", &object);
+        for order in [1, 7, PATH_SLOTS + 1] {
+            for k in 0..n {
+                let i = (k * order) % n;
+                assert_eq!(
+                    programs[i].evaluate(&v, &mut Budget::default()),
+                    Ok(json!(i)),
+                    "f{i}"
+                );
+            }
+        }
+        let other = json!({"f0": "other"});
+        v.set("object", &other);
+        assert_eq!(
+            programs[0].evaluate(&v, &mut Budget::default()),
+            Ok(json!("other"))
+        );
+        assert!(programs[1].evaluate(&v, &mut Budget::default()).is_err());
     }
 
     #[test]

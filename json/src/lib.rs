@@ -18,7 +18,7 @@ mod value;
 
 pub use parse::{Error, MAX_DEPTH};
 pub use read::ReadJson;
-pub use value::{Elements, Entries, Key, Kind, Number, SortedEntries, Value};
+pub use value::{Elements, Entries, Key, Kind, Number, Read, SortedEntries, Value};
 
 /// A parsed document borrowing its text.
 #[derive(Debug, Clone)]

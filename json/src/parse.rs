@@ -144,40 +144,28 @@ fn equal(chunk: u64, b: u8) -> u64 {
 const NO_KEY: Str = Str { at: 0, len: 0 };
 
 impl Parser<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.pos).copied()
-    }
-
-    fn skip_whitespace(&mut self) {
-        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
-            self.pos += 1;
-        }
-    }
-
-    /// The whole text: one value and only whitespace after it.
+    /// The whole text: one value and only whitespace after it. The reader's place is a
+    /// local here, kept in a register through the loop; `pos` is set where it stops.
     fn document(&mut self) -> Step<Node> {
-        let root = self.value()?;
-        self.skip_whitespace();
-        if self.pos == self.bytes.len() {
-            Ok(root)
-        } else {
-            Err(Refused)
-        }
-    }
-
-    /// One value and all it contains.
-    fn value(&mut self) -> Step<Node> {
+        let bytes = self.bytes;
+        let mut at = skip(bytes, 0);
         // The key of the value being read, inside an object.
         let mut key = NO_KEY;
+        // Whether the innermost open container is an object.
+        let mut object = false;
         loop {
-            self.skip_whitespace();
-            let mut node = match self.peek().ok_or(Refused)? {
+            self.pos = at;
+            let mut node = match *bytes.get(at).ok_or(Refused)? {
+                b'"' => {
+                    let (s, next) = self.string(at)?;
+                    at = next;
+                    Node::Str(s)
+                }
                 open @ (b'{' | b'[') => {
                     if self.stack.len() >= self.max_depth {
                         return Err(Refused);
                     }
-                    self.pos += 1;
-                    let object = open == b'{';
+                    object = open == b'{';
                     self.stack.push(Open {
                         object,
                         start: if object {
@@ -188,54 +176,70 @@ impl Parser<'_> {
                         key,
                         sorted: true,
                     });
-                    self.skip_whitespace();
+                    at = skip(bytes, at + 1);
                     let close = if object { b'}' } else { b']' };
-                    if self.peek() != Some(close) {
+                    if bytes.get(at) != Some(&close) {
                         if object {
-                            key = self.key()?;
+                            (key, at) = self.key(at)?;
                         }
                         continue;
                     }
-                    self.pos += 1;
-                    let (node, its_key) = self.close()?;
-                    key = its_key;
+                    let node;
+                    (node, key, object) = self.close()?;
+                    at += 1;
                     node
                 }
-                b'"' => Node::Str(self.string()?),
-                b't' => self.literal(b"true", Node::Bool(true))?,
-                b'f' => self.literal(b"false", Node::Bool(false))?,
-                b'n' => self.literal(b"null", Node::Null)?,
-                b'-' | b'0'..=b'9' => self.number()?,
+                b't' => {
+                    at = literal(bytes, at, b"true")?;
+                    Node::Bool(true)
+                }
+                b'f' => {
+                    at = literal(bytes, at, b"false")?;
+                    Node::Bool(false)
+                }
+                b'n' => {
+                    at = literal(bytes, at, b"null")?;
+                    Node::Null
+                }
+                b'-' | b'0'..=b'9' => {
+                    let node;
+                    (node, at) = self.number(at)?;
+                    node
+                }
                 _ => return Err(Refused),
             };
             // A value is complete: place it in its container, close what that completes,
             // or go on to the next value.
             loop {
-                let Some(top) = self.stack.last() else {
-                    return Ok(node);
-                };
-                let object = top.object;
+                if self.stack.is_empty() {
+                    self.pos = skip(bytes, at);
+                    return if self.pos == bytes.len() {
+                        Ok(node)
+                    } else {
+                        Err(Refused)
+                    };
+                }
                 if object {
                     self.open_entries.push(Entry { key, value: node });
                 } else {
                     self.open_items.push(node);
                 }
-                self.skip_whitespace();
-                match self.peek() {
+                at = skip(bytes, at);
+                match bytes.get(at) {
                     Some(b',') => {
-                        self.pos += 1;
+                        at = skip(bytes, at + 1);
                         if object {
-                            key = self.key()?;
+                            (key, at) = self.key(at)?;
                         }
                         break;
                     }
                     Some(b'}') if object => {
-                        self.pos += 1;
-                        (node, key) = self.close()?;
+                        (node, key, object) = self.close()?;
+                        at += 1;
                     }
                     Some(b']') if !object => {
-                        self.pos += 1;
-                        (node, key) = self.close()?;
+                        (node, key, object) = self.close()?;
+                        at += 1;
                     }
                     _ => return Err(Refused),
                 }
@@ -243,30 +247,30 @@ impl Parser<'_> {
         }
     }
 
-    /// A key and its colon; notes whether the object's keys are still in order.
-    fn key(&mut self) -> Step<Str> {
-        self.skip_whitespace();
-        if self.peek() != Some(b'"') {
+    /// A key at `at` (its opening quote) and its colon; notes whether the object's keys
+    /// are still in order. Gives the key and the place of its value.
+    fn key(&mut self, at: usize) -> Step<(Str, usize)> {
+        if self.bytes.get(at) != Some(&b'"') {
             return Err(Refused);
         }
-        let key = self.string()?;
+        let (key, at) = self.string(at)?;
         let top = self.stack.last_mut().ok_or(Refused)?;
         if top.sorted
             && let Some(previous) = self.open_entries.get(top.start..).and_then(<[Entry]>::last)
         {
             top.sorted = in_order(self.bytes, &self.unescaped, previous.key, key);
         }
-        self.skip_whitespace();
-        if self.peek() != Some(b':') {
+        let at = skip(self.bytes, at);
+        if self.bytes.get(at) != Some(&b':') {
             return Err(Refused);
         }
-        self.pos += 1;
-        Ok(key)
+        Ok((key, skip(self.bytes, at + 1)))
     }
 
     /// Ends the innermost container: its contents move into the document's table. Gives
-    /// its node and the key it is the value of.
-    fn close(&mut self) -> Step<(Node, Str)> {
+    /// its node, the key it is the value of, and whether the container it is in (now the
+    /// innermost) is an object.
+    fn close(&mut self) -> Step<(Node, Str, bool)> {
         let open = self.stack.pop().ok_or(Refused)?;
         let node = if open.object {
             if !open.sorted {
@@ -290,7 +294,8 @@ impl Parser<'_> {
             self.open_items.truncate(open.start);
             Node::Array { first, len }
         };
-        Ok((node, open.key))
+        let object = self.stack.last().is_some_and(|o| o.object);
+        Ok((node, open.key, object))
     }
 
     /// Removes the entries from `start` on whose key comes again later: a repeated key
@@ -335,21 +340,14 @@ impl Parser<'_> {
         });
     }
 
-    fn literal(&mut self, word: &[u8], node: Node) -> Step<Node> {
-        if self.bytes[self.pos..].starts_with(word) {
-            self.pos += word.len();
-            Ok(node)
-        } else {
-            Err(Refused)
-        }
-    }
-
-    /// A string, its opening quote at `pos`.
-    fn string(&mut self) -> Step<Str> {
-        let start = self.pos + 1;
+    /// A string, its opening quote at `at`; gives the string and the place past it.
+    #[inline(always)]
+    fn string(&mut self, at: usize) -> Step<(Str, usize)> {
+        let bytes = self.bytes;
+        let start = at + 1;
         let mut i = start;
         // Eight bytes at a time up to a quote, a backslash or a control character.
-        while let Some(chunk) = self.bytes.get(i..i + 8) {
+        while let Some(chunk) = bytes.get(i..i + 8) {
             let chunk = u64::from_le_bytes(chunk.try_into().map_err(|_| Refused)?);
             let special = equal(chunk, b'"') | equal(chunk, b'\\') | below(chunk, 0x20);
             if special != 0 {
@@ -359,25 +357,25 @@ impl Parser<'_> {
             i += 8;
         }
         loop {
-            match self.bytes.get(i).copied().ok_or(Refused)? {
+            match bytes.get(i).copied().ok_or(Refused)? {
                 0..=0x1f => return Err(Refused),
                 b'"' => {
-                    self.pos = i + 1;
-                    return Ok(Str {
+                    let s = Str {
                         at: small(start),
                         len: small(i - start),
-                    });
+                    };
+                    return Ok((s, i + 1));
                 }
-                b'\\' => return self.escaped(i),
+                b'\\' => return self.escaped(at, i),
                 _ => i += 1,
             }
         }
     }
 
-    /// A string with an escape at `i`, unescaped by `serde_json`.
+    /// A string opening at `at` with an escape at `i`, unescaped by `serde_json`.
     #[cold]
     #[inline(never)]
-    fn escaped(&mut self, mut i: usize) -> Step<Str> {
+    fn escaped(&mut self, at: usize, mut i: usize) -> Step<(Str, usize)> {
         loop {
             match self.bytes.get(i).copied().ok_or(Refused)? {
                 b'\\' => i += 2,
@@ -385,42 +383,43 @@ impl Parser<'_> {
                 _ => i += 1,
             }
         }
-        let quoted = self.text.get(self.pos..=i).ok_or(Refused)?;
+        let quoted = self.text.get(at..=i).ok_or(Refused)?;
         let s: String = serde_json::from_str(quoted).map_err(|_| Refused)?;
-        let at = small(self.unescaped.len());
+        let start = small(self.unescaped.len());
         self.unescaped.push_str(&s);
-        self.pos = i + 1;
-        Ok(Str {
-            at,
+        let s = Str {
+            at: start,
             len: small(s.len()) | Str::ESCAPED,
-        })
+        };
+        Ok((s, i + 1))
     }
 
-    /// A number: plain integers of up to 18 digits here, any other by `serde_json`.
-    fn number(&mut self) -> Step<Node> {
-        let start = self.pos;
+    /// A number at `at`: plain integers of up to 18 digits here, any other by `serde_json`.
+    /// Gives its node and the place past it.
+    fn number(&mut self, at: usize) -> Step<(Node, usize)> {
+        let bytes = self.bytes;
+        let start = at;
         let mut i = start;
-        let negative = self.bytes.get(i) == Some(&b'-');
+        let negative = bytes.get(i) == Some(&b'-');
         if negative {
             i += 1;
         }
         let digits = i;
-        while let Some(b'0'..=b'9') = self.bytes.get(i) {
+        while let Some(b'0'..=b'9') = bytes.get(i) {
             i += 1;
         }
-        let plain = !matches!(self.bytes.get(i), Some(b'.' | b'e' | b'E'));
+        let plain = !matches!(bytes.get(i), Some(b'.' | b'e' | b'E'));
         let count = i - digits;
-        let leading_zero = self.bytes.get(digits) == Some(&b'0');
+        let leading_zero = bytes.get(digits) == Some(&b'0');
         if plain && count > 0 && count <= 18 && (!leading_zero || (count == 1 && !negative)) {
             let mut n: i64 = 0;
-            for &d in &self.bytes[digits..i] {
+            for &d in &bytes[digits..i] {
                 n = n * 10 + i64::from(d - b'0');
             }
-            self.pos = i;
-            return Ok(Node::Int(if negative { -n } else { n }));
+            return Ok((Node::Int(if negative { -n } else { n }), i));
         }
         // The whole token, as far as a number could reach; serde_json decides what it is.
-        while let Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') = self.bytes.get(i) {
+        while let Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') = bytes.get(i) {
             i += 1;
         }
         let token = self.text.get(start..i).ok_or(Refused)?;
@@ -432,8 +431,25 @@ impl Parser<'_> {
         } else {
             Node::Float(number.as_f64().ok_or(Refused)?)
         };
-        self.pos = i;
-        Ok(node)
+        Ok((node, i))
+    }
+}
+
+/// The place of the first byte at or after `at` that is not whitespace.
+#[inline(always)]
+fn skip(bytes: &[u8], mut at: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\t' | b'\r') = bytes.get(at) {
+        at += 1;
+    }
+    at
+}
+
+/// The place past `word` (`true`, `false`, `null`), which must be at `at`.
+fn literal(bytes: &[u8], at: usize, word: &[u8]) -> Step<usize> {
+    if bytes.get(at..).is_some_and(|rest| rest.starts_with(word)) {
+        Ok(at + word.len())
+    } else {
+        Err(Refused)
     }
 }
 

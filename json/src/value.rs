@@ -24,6 +24,17 @@ pub enum Number {
     Float(f64),
 }
 
+/// A value as [`Value::read`] gives it: a scalar with its content, or which container.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Read<'d> {
+    Null,
+    Bool(bool),
+    Number(Number),
+    Str(&'d str),
+    Array,
+    Object,
+}
+
 /// A value of a document.
 #[derive(Clone, Copy)]
 pub struct Value<'d> {
@@ -57,6 +68,20 @@ impl<'d> Value<'d> {
             Node::Str(_) => Kind::String,
             Node::Array { .. } => Kind::Array,
             Node::Object { .. } => Kind::Object,
+        }
+    }
+
+    /// What the value is, with a scalar's content, in one look.
+    pub fn read(&self) -> Read<'d> {
+        match *self.node {
+            Node::Null => Read::Null,
+            Node::Bool(b) => Read::Bool(b),
+            Node::Int(i) => Read::Number(Number::Int(i)),
+            Node::Uint(u) => Read::Number(Number::Uint(u)),
+            Node::Float(f) => Read::Number(Number::Float(f)),
+            Node::Str(s) => Read::Str(self.doc.str(s)),
+            Node::Array { .. } => Read::Array,
+            Node::Object { .. } => Read::Object,
         }
     }
 
@@ -182,6 +207,9 @@ impl<'d> Value<'d> {
         self.find(key.text.as_bytes(), || Some(key.head))
     }
 
+    /// Small objects are scanned, comparing heads; large ones in key order are searched by
+    /// halves, out of line.
+    #[inline(always)]
     fn find(&self, key: &[u8], head: impl FnOnce() -> Option<Head>) -> Option<Value<'d>> {
         let Node::Object { first, len, sorted } = *self.node else {
             return None;
@@ -190,16 +218,22 @@ impl<'d> Value<'d> {
             .doc
             .entries
             .get(first as usize..first as usize + len as usize)?;
-        let found = if sorted && entries.len() > SCANNED {
-            let i = entries
-                .binary_search_by(|e| self.doc.str(e.key).as_bytes().cmp(key))
-                .ok()?;
-            entries.get(i)
-        } else {
-            let head = head()?;
-            entries.iter().find(|e| head.is(self.doc, e.key, key))
-        };
-        found.map(|e| Value::new(self.doc, &e.value))
+        if sorted && entries.len() > SCANNED {
+            return self.search(entries, key);
+        }
+        let head = head()?;
+        entries
+            .iter()
+            .find(|e| head.is(self.doc, e.key, key))
+            .map(|e| Value::new(self.doc, &e.value))
+    }
+
+    #[inline(never)]
+    fn search(&self, entries: &'d [Entry], key: &[u8]) -> Option<Value<'d>> {
+        let i = entries
+            .binary_search_by(|e| self.doc.str(e.key).as_bytes().cmp(key))
+            .ok()?;
+        entries.get(i).map(|e| Value::new(self.doc, &e.value))
     }
 
     /// The element at `index` of an array.

@@ -60,18 +60,15 @@ impl<'a> Val<'a> {
 
     /// A document's value as CEL sees it, as [`Val::of`] sees JSON.
     pub(crate) fn of_document(value: zen_json::Value<'a>) -> Self {
-        use zen_json::{Kind, Number};
-        match value.kind() {
-            Kind::Null => Val::Null,
-            Kind::Bool => Val::Bool(value.as_bool().unwrap_or_default()),
-            Kind::Number => match value.as_number() {
-                Some(Number::Int(i)) => Val::Int(i),
-                Some(Number::Uint(u)) => Val::Uint(u),
-                Some(Number::Float(f)) => Val::Double(f),
-                None => Val::Null,
-            },
-            Kind::String => Val::Str(value.as_str().unwrap_or_default()),
-            Kind::Array | Kind::Object => Val::Doc(value),
+        use zen_json::{Number, Read};
+        match value.read() {
+            Read::Null => Val::Null,
+            Read::Bool(b) => Val::Bool(b),
+            Read::Number(Number::Int(i)) => Val::Int(i),
+            Read::Number(Number::Uint(u)) => Val::Uint(u),
+            Read::Number(Number::Float(f)) => Val::Double(f),
+            Read::Str(s) => Val::Str(s),
+            Read::Array | Read::Object => Val::Doc(value),
         }
     }
 
@@ -153,9 +150,8 @@ impl<'a> Val<'a> {
     pub(crate) fn field(&self, name: &Key) -> Outcome<'a> {
         match self {
             Val::Json(Json::Object(o)) => get(o, name).map(Val::of).ok_or(Unknown),
-            Val::Doc(d) if d.kind() == zen_json::Kind::Object => {
-                d.get_key(name).map(Val::of_document).ok_or(Unknown)
-            }
+            // Of an array, no field: unknown as well.
+            Val::Doc(d) => d.get_key(name).map(Val::of_document).ok_or(Unknown),
             Val::Map(m) => lookup(m, &Val::Str(name))?.ok_or(Unknown),
             _ => Err(Unknown),
         }
