@@ -361,28 +361,16 @@ impl PolicySet {
             let mut failures = Vec::new();
             let mut errored = false;
             for v in &p.validations {
-                let expression = v.program.source();
-                let message = match pass.evaluate(v.slot, &v.program) {
-                    Ok(true) => continue,
-                    Ok(false) => v
-                        .message_expression
-                        .as_ref()
-                        .and_then(|m| m.evaluate(vars, pass.budget).ok())
-                        .and_then(|m| m.as_str().map(str::to_owned))
-                        .filter(|m| !m.trim().is_empty())
-                        .or_else(|| v.message.clone())
-                        .unwrap_or_else(|| format!("failed expression: {expression}")),
-                    // Ignored errors only show in the policy metrics.
-                    Err(_) if p.failure_policy == FailurePolicy::Ignore => {
-                        errored = true;
-                        continue;
-                    }
-                    Err(e) => {
-                        errored = true;
-                        format!("expression {expression:?} could not be evaluated: {e}")
-                    }
-                };
-                failures.push((message, expression.to_owned(), v.reason));
+                let result = pass.evaluate(v.slot, &v.program);
+                if result == Ok(true) {
+                    continue;
+                }
+                // Ignored errors only show in the policy metrics.
+                errored |= result.is_err();
+                if result.is_err() && p.failure_policy == FailurePolicy::Ignore {
+                    continue;
+                }
+                failures.push(failure(v, result, vars, pass.budget));
             }
             record(index, p, failures, errored, &mut pass.out);
         }
@@ -494,6 +482,33 @@ impl<'p, 'v> Pass<'p, 'v> {
     }
 }
 
+/// A validation that failed (`Ok(false)`) or could not be evaluated: its message, expression
+/// and reason. Out of line, since most requests pass.
+#[cold]
+#[inline(never)]
+fn failure(
+    v: &CompiledValidation,
+    result: Result<bool, EvalError>,
+    vars: &Variables,
+    budget: &mut Budget,
+) -> (String, String, ValidationReason) {
+    let expression = v.program.source();
+    let message = match result {
+        Ok(_) => v
+            .message_expression
+            .as_ref()
+            .and_then(|m| m.evaluate(vars, budget).ok())
+            .and_then(|m| m.as_str().map(str::to_owned))
+            .filter(|m| !m.trim().is_empty())
+            .or_else(|| v.message.clone())
+            .unwrap_or_else(|| format!("failed expression: {expression}")),
+        Err(e) => format!("expression {expression:?} could not be evaluated: {e}"),
+    };
+    (message, expression.to_owned(), v.reason)
+}
+
+#[cold]
+#[inline(never)]
 fn policy_error(index: usize, p: &CompiledPolicy, error: &str, out: &mut Outcome) {
     out.evaluations.push((index, Evaluation::Error));
     if p.failure_policy == FailurePolicy::Fail {
@@ -523,6 +538,19 @@ fn record(
         out.evaluations.push((index, result));
         return;
     }
+    record_failures(index, p, &failures, out);
+}
+
+/// What a policy's actions make of its failed validations: out of line, since most
+/// requests pass.
+#[cold]
+#[inline(never)]
+fn record_failures(
+    index: usize,
+    p: &CompiledPolicy,
+    failures: &[(String, String, ValidationReason)],
+    out: &mut Outcome,
+) {
     for action in &p.actions {
         match action {
             ValidationAction::Deny => {

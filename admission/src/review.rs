@@ -140,17 +140,31 @@ impl<'b> Review<'b> {
         }
         // Reviews nest a few levels; only a text nested deeper than any object may be is
         // read again, allowing deep parts that are never read.
-        let (doc, deep) = match Document::parse_bytes_nested(body, MAX_DEPTH) {
-            Ok(doc) => (doc, false),
-            Err(shallow) => match Document::parse_bytes_nested(body, MAX_SKIPPED_DEPTH) {
-                Ok(doc) => (doc, true),
-                Err(_) => {
-                    let message = serde_error(body).unwrap_or_else(|| shallow.to_string());
-                    return Err(ReviewError::Decode(message));
-                }
-            },
-        };
-        Ok(Self { body, doc, deep })
+        match Document::parse_bytes_nested(body, MAX_DEPTH) {
+            Ok(doc) => Ok(Self {
+                body,
+                doc,
+                deep: false,
+            }),
+            Err(shallow) => Self::parse_deep(body, shallow),
+        }
+    }
+
+    /// A text nested deeper than objects may be, or no JSON at all.
+    #[cold]
+    #[inline(never)]
+    fn parse_deep(body: &'b [u8], shallow: zen_json::Error) -> Result<Self, ReviewError> {
+        match Document::parse_bytes_nested(body, MAX_SKIPPED_DEPTH) {
+            Ok(doc) => Ok(Self {
+                body,
+                doc,
+                deep: true,
+            }),
+            Err(_) => {
+                let message = serde_error(body).unwrap_or_else(|| shallow.to_string());
+                Err(ReviewError::Decode(message))
+            }
+        }
     }
 
     /// The request; only `admission.k8s.io/v1` is accepted (the webhook configurations ask
@@ -350,6 +364,8 @@ struct SerdeRequest<O> {
 
 /// The review as `serde_json` decodes it, for the reviews [`envelope`] does not read: with
 /// `serde_json`'s error where it refuses one. Its objects are the document's.
+#[cold]
+#[inline(never)]
 fn serde_envelope<'d>(doc: &'d Document<'d>, body: &[u8]) -> Result<Envelope<'d>, ReviewError> {
     let review: SerdeReview<IgnoredAny> =
         zen_serving::json::from_slice(body).map_err(|e| ReviewError::Decode(e.to_string()))?;
@@ -386,6 +402,8 @@ fn serde_envelope<'d>(doc: &'d Document<'d>, body: &[u8]) -> Result<Envelope<'d>
 }
 
 /// `serde_json`'s error for a review it refuses, reading both of its objects as values.
+#[cold]
+#[inline(never)]
 fn serde_error(body: &[u8]) -> Option<String> {
     zen_serving::json::from_slice::<SerdeReview<serde_json::Value>>(body)
         .err()
@@ -453,7 +471,7 @@ impl AdmissionResponse {
     }
 
     /// The review document sent back.
-    pub fn into_review(mut self) -> Vec<u8> {
+    pub fn into_review(self) -> Vec<u8> {
         if self.allowed
             && self.status.is_none()
             && self.patch.is_none()
@@ -470,6 +488,12 @@ impl AdmissionResponse {
             out.extend_from_slice(br#","allowed":true}}"#);
             return out;
         }
+        self.into_full_review()
+    }
+
+    /// The review document of an answer that says more than that it allows.
+    #[inline(never)]
+    fn into_full_review(mut self) -> Vec<u8> {
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
         struct Out<'r> {

@@ -66,6 +66,18 @@ where
     if let Ok(decoded) = T::deserialize(value) {
         return Ok(decoded);
     }
+    decode_tracked(value)
+}
+
+/// [`decode`] again, tracking the path to the field that fails: out of line, so the decoding
+/// that succeeds keeps its code together.
+#[cold]
+#[inline(never)]
+fn decode_tracked<'de, T, D>(value: D) -> Result<T, DecodeError>
+where
+    T: DeserializeOwned,
+    D: serde::Deserializer<'de>,
+{
     serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
         DecodeError {
