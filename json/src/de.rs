@@ -7,7 +7,7 @@ use serde::de::{
 };
 use serde_json::Error;
 
-use crate::{Kind, Number, SortedEntries, Value, value::Elements};
+use crate::{Entry, Kind, Node, Number, Value, value::Elements};
 
 impl<'d> Value<'d> {
     /// `T` read from this value, as `serde_json::from_value` would read it from the same JSON.
@@ -32,6 +32,8 @@ impl<'d> Value<'d> {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     fn invalid_type(&self, expected: &dyn de::Expected) -> Error {
         Error::invalid_type(self.unexpected(), expected)
     }
@@ -51,19 +53,26 @@ impl<'d> Value<'d> {
     }
 
     fn visit_object<V: Visitor<'d>>(self, visitor: V) -> Result<V::Value, Error> {
-        let (Some(entries), Some(len)) = (self.sorted_entries(), self.len()) else {
+        let (Some(entries), Node::Object { sorted, .. }) = (self.object(), *self.node) else {
             return Err(self.invalid_type(&visitor));
         };
+        // In the order of the keys, as a `serde_json` map visits them.
+        let order = (!sorted).then(|| key_order(self.doc(), entries));
         let mut map = Map {
+            value: self,
             entries,
-            value: None,
-            left: len,
+            order,
+            next: 0,
+            pending: None,
         };
         let out = visitor.visit_map(&mut map)?;
-        if map.left == 0 {
+        if map.next == entries.len() {
             Ok(out)
         } else {
-            Err(Error::invalid_length(len, &"fewer elements in map"))
+            Err(Error::invalid_length(
+                entries.len(),
+                &"fewer elements in map",
+            ))
         }
     }
 
@@ -109,7 +118,7 @@ impl<'d> Deserializer<'d> for Value<'d> {
     );
 
     fn deserialize_option<V: Visitor<'d>>(self, visitor: V) -> Result<V::Value, Error> {
-        if self.is_null() {
+        if matches!(self.node, Node::Null) {
             visitor.visit_none()
         } else {
             visitor.visit_some(self)
@@ -160,9 +169,9 @@ impl<'d> Deserializer<'d> for Value<'d> {
     }
 
     fn deserialize_str<V: Visitor<'d>>(self, visitor: V) -> Result<V::Value, Error> {
-        match self.as_str() {
-            Some(s) => visitor.visit_borrowed_str(s),
-            None => Err(self.invalid_type(&visitor)),
+        match *self.node {
+            Node::Str(s) => visitor.visit_borrowed_str(self.doc().str(s)),
+            _ => Err(self.invalid_type(&visitor)),
         }
     }
 
@@ -225,8 +234,8 @@ impl<'d> Deserializer<'d> for Value<'d> {
         _fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
-        match self.kind() {
-            Kind::Array => self.visit_array(visitor),
+        match self.node {
+            Node::Array { .. } => self.visit_array(visitor),
             _ => self.visit_object(visitor),
         }
     }
@@ -265,10 +274,30 @@ impl<'d> SeqAccess<'d> for Seq<'d> {
     }
 }
 
+/// An object's entries visited in key order: as they are where the text has them in order,
+/// else through `order`.
 struct Map<'d> {
-    entries: SortedEntries<'d>,
-    value: Option<Value<'d>>,
-    left: usize,
+    /// The object.
+    value: Value<'d>,
+    entries: &'d [Entry],
+    order: Option<Vec<u32>>,
+    next: usize,
+    /// The value of the key just given.
+    pending: Option<&'d Node>,
+}
+
+/// The places of `entries` in the order of their keys.
+#[cold]
+#[inline(never)]
+fn key_order(doc: &crate::Document<'_>, entries: &[Entry]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..entries.len())
+        .map(|i| u32::try_from(i).unwrap_or(u32::MAX))
+        .collect();
+    order.sort_unstable_by(|&a, &b| {
+        let key = |i: u32| entries.get(i as usize).map(|e| doc.str(e.key));
+        key(a).cmp(&key(b))
+    });
+    order
 }
 
 impl<'d> MapAccess<'d> for Map<'d> {
@@ -278,24 +307,30 @@ impl<'d> MapAccess<'d> for Map<'d> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, Error> {
-        let Some((key, value)) = self.entries.next() else {
+        let at = match &self.order {
+            None => self.next,
+            Some(order) => order.get(self.next).map_or(usize::MAX, |&i| i as usize),
+        };
+        let Some(entry) = self.entries.get(at) else {
             return Ok(None);
         };
-        self.value = Some(value);
-        self.left = self.left.saturating_sub(1);
-        seed.deserialize(BorrowedStrDeserializer::new(key))
-            .map(Some)
+        self.next += 1;
+        self.pending = Some(&entry.value);
+        seed.deserialize(BorrowedStrDeserializer::new(
+            self.value.doc().str(entry.key),
+        ))
+        .map(Some)
     }
 
     fn next_value_seed<T: DeserializeSeed<'d>>(&mut self, seed: T) -> Result<T::Value, Error> {
-        match self.value.take() {
-            Some(v) => seed.deserialize(v),
+        match self.pending.take() {
+            Some(node) => seed.deserialize(Value::new(self.value.doc(), node)),
             None => Err(Error::custom("value is missing")),
         }
     }
 
     fn size_hint(&self) -> Option<usize> {
-        Some(self.left)
+        Some(self.entries.len() - self.next.min(self.entries.len()))
     }
 }
 

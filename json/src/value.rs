@@ -39,7 +39,7 @@ pub enum Read<'d> {
 #[derive(Clone, Copy)]
 pub struct Value<'d> {
     doc: &'d Document<'d>,
-    node: &'d Node,
+    pub(crate) node: &'d Node,
 }
 
 impl fmt::Debug for Value<'_> {
@@ -163,8 +163,13 @@ impl<'d> Value<'d> {
         }
     }
 
+    /// The document the value is of.
+    pub(crate) fn doc(&self) -> &'d Document<'d> {
+        self.doc
+    }
+
     /// An object's entries.
-    fn object(&self) -> Option<&'d [Entry]> {
+    pub(crate) fn object(&self) -> Option<&'d [Entry]> {
         match *self.node {
             Node::Object { first, len, .. } => self
                 .doc
