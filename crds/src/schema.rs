@@ -591,8 +591,18 @@ impl<'v> Walker<'_, 'v> {
     }
 
     fn string(&mut self, schema: &Node, s: &str) {
-        if schema.max_length.is_some() || schema.min_length.is_some() {
-            let len = s.chars().count() as u64;
+        // A string has at most as many characters as bytes, and at least a quarter as many:
+        // they are counted only where that does not decide.
+        let bytes = s.len() as u64;
+        let counted = |s: &str| s.chars().count() as u64;
+        let too_long = schema
+            .max_length
+            .filter(|&max| bytes > max && counted(s) > max);
+        let too_short = schema
+            .min_length
+            .filter(|&min| bytes < min.saturating_mul(4) && counted(s) < min);
+        if too_long.is_some() || too_short.is_some() {
+            let len = counted(s);
             if let Some(max) = schema.max_length
                 && len > max
             {
@@ -751,6 +761,36 @@ mod tests {
             ("aaa", None),
         ] {
             assert_eq!(props.find(key).and_then(|n| n.ty), found, "{key}");
+        }
+    }
+
+    /// Lengths count characters, not bytes, however long the bytes make a string look.
+    #[test]
+    fn lengths_are_counted_in_characters() {
+        let s = SchemaValidator::new(json!({"type": "object", "properties": {
+            "s": {"type": "string", "minLength": 2, "maxLength": 3}
+        }}))
+        .unwrap();
+        for (value, problem) in [
+            ("ab", None),
+            ("abc", None),
+            ("éé", None),
+            ("ééé", None),
+            ("😀😀😀", None),
+            ("abcd", Some("Too long")),
+            ("éééé", Some("Too long")),
+            ("a", Some("at least 2 chars")),
+            ("é", Some("at least 2 chars")),
+            ("😀", Some("at least 2 chars")),
+        ] {
+            let errors = messages(&s.check(&json!({ "s": value })));
+            match problem {
+                None => assert!(errors.is_empty(), "{value}: {errors:?}"),
+                Some(p) => assert!(
+                    errors.len() == 1 && errors[0].contains(p),
+                    "{value}: {errors:?}"
+                ),
+            }
         }
     }
 
