@@ -138,6 +138,10 @@ impl Checker {
         if !out.errors.is_empty() {
             return out;
         }
+        // The typed decode and what follows from it run before the CEL rules, though their
+        // findings count after them: the rules and the policies after them then run the same
+        // evaluator in a row, its code still cached.
+        let typed = typed_checks(kind, object, cluster);
         if let Some(rules) = &schema.rules {
             let mut walk = RuleWalk {
                 vars: Variables::new(),
@@ -150,29 +154,38 @@ impl Checker {
         if !out.errors.is_empty() {
             return out;
         }
-        match kind {
-            Kind::Ingestor => match decode::<Ingestor>(object) {
-                Ok(ingestor) => {
-                    out.errors.extend(
-                        expressions::compile_all(&expressions::of_ingestor(&ingestor.spec))
-                            .into_iter()
-                            .map(|e| e.to_string()),
-                    );
-                    out.warnings.extend(missing_secrets(&ingestor, cluster));
-                }
-                Err(e) => out.errors.push(e),
-            },
-            Kind::IngestorPolicy => match decode::<IngestorPolicy>(object) {
-                Ok(policy) => {
-                    if let Err(errors) = CompiledPolicy::compile(&policy) {
-                        out.errors.extend(errors.into_iter().map(|e| e.to_string()));
-                    }
-                }
-                Err(e) => out.errors.push(e),
-            },
-        }
+        out.errors.extend(typed.errors);
+        out.warnings.extend(typed.warnings);
         out
     }
+}
+
+/// What the typed object says: it decodes into the `zen-crds` types, its expressions compile,
+/// and (warnings) the Secrets it names exist.
+fn typed_checks(kind: Kind, object: Doc<'_>, cluster: &dyn ClusterView) -> Findings {
+    let mut out = Findings::default();
+    match kind {
+        Kind::Ingestor => match decode::<Ingestor>(object) {
+            Ok(ingestor) => {
+                out.errors.extend(
+                    expressions::compile_all(&expressions::of_ingestor(&ingestor.spec))
+                        .into_iter()
+                        .map(|e| e.to_string()),
+                );
+                out.warnings.extend(missing_secrets(&ingestor, cluster));
+            }
+            Err(e) => out.errors.push(e),
+        },
+        Kind::IngestorPolicy => match decode::<IngestorPolicy>(object) {
+            Ok(policy) => {
+                if let Err(errors) = CompiledPolicy::compile(&policy) {
+                    out.errors.extend(errors.into_iter().map(|e| e.to_string()));
+                }
+            }
+            Err(e) => out.errors.push(e),
+        },
+    }
+    out
 }
 
 fn decode<T: DeserializeOwned>(object: Doc<'_>) -> Result<T, String> {

@@ -161,6 +161,8 @@ impl Admission {
         budget: &mut Budget,
     ) -> AdmissionResponse {
         let uid = &*request.uid;
+        // Made before the checks, whose CEL rules the policies' evaluation then follows.
+        let request_var = (kind == Kind::Ingestor).then(|| request_variable(request));
         let findings = self
             .checker
             .check(kind, object, self.cluster.as_ref(), budget);
@@ -171,12 +173,11 @@ impl Admission {
             return r;
         }
         let mut warnings = findings.warnings;
-        if kind == Kind::IngestorPolicy {
+        let Some(request_var) = request_var else {
             let mut r = AdmissionResponse::allow(uid);
             r.warnings = warnings;
             return r;
-        }
-        let request_var = request_variable(request);
+        };
         let vars = variables(request, object, &request_var);
         let labels = self.namespace_labels(request);
         let outcome = policies.set.validate(labels.as_deref(), &vars, budget);
