@@ -185,6 +185,10 @@ fn policy_test_denies_each_bad_ingestor_with_its_reason() {
             "Ingestor.config.zen.watcher.io \"upside-down\" is invalid: spec.ttl.default: Invalid value: ttl.default must not exceed ttl.max",
         ),
         (
+            "bad-metadata.yaml",
+            "Ingestor.config.zen.watcher.io \"unlabelled\" is invalid: metadata.labels.team: invalid type: integer `5`, expected a string",
+        ),
+        (
             "old-shape.yaml",
             "Ingestor.config.zen.watcher.io \"trivy\" is invalid: [.spec.filters: field not declared in schema, .spec.ingester: field not declared in schema, .spec.source: field not declared in schema, spec.sources: Required value]",
         ),

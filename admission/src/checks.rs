@@ -1,15 +1,14 @@
 //! The checks every Ingestor and IngestorPolicy gets before any policy runs: the object fits
 //! its CRD schema (with the schema's CEL rules, so `policy test` offline says what the cluster
-//! would), decodes into the `zen-crds` types, and every CEL expression in it compiles.
+//! would), and so decodes into the `zen-crds` types, and every CEL expression in it compiles.
 //! Referenced Secrets that do not exist yet are warnings, not denials: GitOps tools apply
 //! them in any order.
 
 use std::fmt::Write as _;
 
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 use zen_cel::{Budget, Program, Variables};
-use zen_crds::{Ingestor, IngestorPolicy, ingestor::AuthType, schema::SchemaValidator};
+use zen_crds::{IngestorPolicy, schema::SchemaValidator};
 use zen_json::{Kind as JsonKind, Value as Doc};
 
 use crate::{cluster::ClusterView, expressions, policy::CompiledPolicy};
@@ -138,10 +137,10 @@ impl Checker {
         if !out.errors.is_empty() {
             return out;
         }
-        // The typed decode and what follows from it run before the CEL rules, though their
+        // The object's further checks run before the CEL rules, though their
         // findings count after them: the rules and the policies after them then run the same
         // evaluator in a row, its code still cached.
-        let typed = typed_checks(kind, object, cluster);
+        let further = object_checks(kind, object, cluster);
         if let Some(rules) = &schema.rules {
             let mut walk = RuleWalk {
                 vars: Variables::new(),
@@ -154,67 +153,83 @@ impl Checker {
         if !out.errors.is_empty() {
             return out;
         }
-        out.errors.extend(typed.errors);
-        out.warnings.extend(typed.warnings);
+        out.errors.extend(further.errors);
+        out.warnings.extend(further.warnings);
         out
     }
 }
 
-/// What the typed object says: it decodes into the `zen-crds` types, its expressions compile,
-/// and (warnings) the Secrets it names exist.
-fn typed_checks(kind: Kind, object: Doc<'_>, cluster: &dyn ClusterView) -> Findings {
+/// What the object says beyond its schema: its expressions compile, and (warnings) the
+/// Secrets it names exist; an IngestorPolicy also decodes into its type and compiles as a
+/// policy.
+///
+/// An Ingestor is read from its document, not decoded: its schema is generated from the same
+/// types and checks everything their decoding would (a test in `zen-crds` holds every
+/// object the schema accepts to decode), and its metadata was read as an `ObjectMeta` by
+/// kube-apiserver before any webhook sees it (`policy test` checks that itself). Decoding
+/// would run a large body of code on every review to learn nothing new.
+fn object_checks(kind: Kind, object: Doc<'_>, cluster: &dyn ClusterView) -> Findings {
     let mut out = Findings::default();
     match kind {
-        Kind::Ingestor => match decode::<Ingestor>(object) {
-            Ok(ingestor) => {
-                out.errors.extend(
-                    expressions::compile_all(&expressions::of_ingestor(&ingestor.spec))
-                        .into_iter()
-                        .map(|e| e.to_string()),
-                );
-                out.warnings.extend(missing_secrets(&ingestor, cluster));
-            }
-            Err(e) => out.errors.push(e),
-        },
-        Kind::IngestorPolicy => match decode::<IngestorPolicy>(object) {
+        Kind::Ingestor => {
+            let Some(spec) = object.get("spec") else {
+                return out;
+            };
+            out.errors.extend(
+                expressions::compile_all(&expressions::of_ingestor(spec))
+                    .into_iter()
+                    .map(|e| e.to_string()),
+            );
+            let namespace = object
+                .get("metadata")
+                .and_then(|m| m.get("namespace"))
+                .and_then(|n| n.as_str())
+                .unwrap_or("default");
+            out.warnings
+                .extend(missing_secrets(namespace, spec, cluster));
+        }
+        Kind::IngestorPolicy => match zen_crds::manifest::decode::<IngestorPolicy, _>(object) {
             Ok(policy) => {
                 if let Err(errors) = CompiledPolicy::compile(&policy) {
                     out.errors.extend(errors.into_iter().map(|e| e.to_string()));
                 }
             }
-            Err(e) => out.errors.push(e),
+            Err(e) => out.errors.push(e.to_string()),
         },
     }
     out
 }
 
-fn decode<T: DeserializeOwned>(object: Doc<'_>) -> Result<T, String> {
-    zen_crds::manifest::decode(object).map_err(|e| e.to_string())
+/// The string at `key` of an object, if there is one.
+fn text<'d>(object: Option<Doc<'d>>, key: &str) -> Option<&'d str> {
+    object?.get(key)?.as_str()
 }
 
-/// Warnings for Secrets (or keys) an Ingestor names that are not there yet.
-fn missing_secrets(ingestor: &Ingestor, cluster: &dyn ClusterView) -> Vec<String> {
-    let ns = ingestor.metadata.namespace.as_deref().unwrap_or("default");
+/// Warnings for Secrets (or keys) an Ingestor's spec names that are not there yet.
+fn missing_secrets(ns: &str, spec: Doc<'_>, cluster: &dyn ClusterView) -> Vec<String> {
     let mut out = Vec::new();
-    for (i, source) in ingestor.spec.sources.iter().enumerate() {
-        let Some(auth) = &source.auth else { continue };
-        let Some(secret) = &auth.secret_ref else {
+    let sources = spec.get("sources").and_then(|s| s.elements());
+    for (i, source) in sources.into_iter().flatten().enumerate() {
+        let Some(auth) = source.get("auth") else {
             continue;
         };
-        if auth.type_ == AuthType::None {
+        let secret = auth.get("secretRef");
+        let (Some(name), Some(key)) = (text(secret, "name"), text(secret, "key")) else {
+            continue;
+        };
+        if text(Some(auth), "type") == Some("none") {
             continue;
         }
-        let problem = match cluster.secret_keys(ns, &secret.name) {
-            None => format!("Secret {ns}/{} does not exist yet", secret.name),
-            Some(keys) if !keys.contains(&secret.key) => format!(
-                "Secret {ns}/{} has no key {:?} yet",
-                secret.name, secret.key
-            ),
+        let problem = match cluster.secret_keys(ns, name) {
+            None => format!("Secret {ns}/{name} does not exist yet"),
+            Some(keys) if !keys.iter().any(|k| k == key) => {
+                format!("Secret {ns}/{name} has no key {key:?} yet")
+            }
             Some(_) => continue,
         };
         out.push(format!(
             "spec.sources[{i}].auth.secretRef: {problem}; deliveries to source {:?} are refused until it does",
-            source.name
+            text(Some(source), "name").unwrap_or_default()
         ));
     }
     out

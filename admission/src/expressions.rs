@@ -4,11 +4,12 @@
 
 use std::borrow::Cow;
 
-use zen_crds::{Expression, IngestorPolicySpec, IngestorSpec};
+use zen_crds::IngestorPolicySpec;
+use zen_json::Value as Doc;
 
-/// An expression and the field path it sits at. An Ingestor's paths are fixed texts, so
-/// listing them for a review allocates nothing.
-pub type Located<'e> = (Cow<'static, str>, &'e Expression);
+/// An expression's text and the field path it sits at. An Ingestor's paths are fixed texts,
+/// so listing them for a review allocates nothing.
+pub type Located<'e> = (Cow<'static, str>, &'e str);
 
 /// A CEL expression that does not compile.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,32 +21,35 @@ pub struct CompileError {
     pub message: String,
 }
 
-/// The expressions of an Ingestor spec, with their paths.
-pub fn of_ingestor(spec: &IngestorSpec) -> Vec<Located<'_>> {
-    let mut out: Vec<Located<'_>> = Vec::with_capacity(12);
-    if let Some(filter) = &spec.filter {
-        out.push(("spec.filter".into(), filter));
-    }
-    if let Some(m) = &spec.mapping {
-        out.push(("spec.mapping.category".into(), &m.category));
-        out.push(("spec.mapping.severity".into(), &m.severity));
-        out.push(("spec.mapping.eventType".into(), &m.event_type));
-        for (field, e) in [
-            ("spec.mapping.source", &m.source),
-            ("spec.mapping.title", &m.title),
-            ("spec.mapping.description", &m.description),
-            ("spec.mapping.resource", &m.resource),
-            ("spec.mapping.details", &m.details),
-            ("spec.mapping.detectedAt", &m.detected_at),
-            ("spec.mapping.fingerprint", &m.fingerprint),
-        ] {
-            if let Some(e) = e {
-                out.push((field.into(), e));
-            }
+/// Where an Ingestor spec holds CEL: the field path, and the keys leading to it from `spec`.
+const INGESTOR_EXPRESSIONS: [(&str, &[&str]); 12] = [
+    ("spec.filter", &["filter"]),
+    ("spec.mapping.category", &["mapping", "category"]),
+    ("spec.mapping.severity", &["mapping", "severity"]),
+    ("spec.mapping.eventType", &["mapping", "eventType"]),
+    ("spec.mapping.source", &["mapping", "source"]),
+    ("spec.mapping.title", &["mapping", "title"]),
+    ("spec.mapping.description", &["mapping", "description"]),
+    ("spec.mapping.resource", &["mapping", "resource"]),
+    ("spec.mapping.details", &["mapping", "details"]),
+    ("spec.mapping.detectedAt", &["mapping", "detectedAt"]),
+    ("spec.mapping.fingerprint", &["mapping", "fingerprint"]),
+    ("spec.dedup.key", &["dedup", "key"]),
+];
+
+/// The expressions of an Ingestor spec, read where the document holds them: the webhook
+/// checks them without decoding the spec into its types (its schema already vouches for
+/// the shape).
+pub fn of_ingestor(spec: Doc<'_>) -> Vec<Located<'_>> {
+    let mut out: Vec<Located<'_>> = Vec::with_capacity(INGESTOR_EXPRESSIONS.len());
+    for (field, keys) in INGESTOR_EXPRESSIONS {
+        let mut at = Some(spec);
+        for key in keys {
+            at = at.and_then(|v| v.get(key));
         }
-    }
-    if let Some(key) = spec.dedup.as_ref().and_then(|d| d.key.as_ref()) {
-        out.push(("spec.dedup.key".into(), key));
+        if let Some(text) = at.and_then(|v| v.as_str()) {
+            out.push((field.into(), text));
+        }
     }
     out
 }
@@ -56,22 +60,25 @@ pub fn of_policy(spec: &IngestorPolicySpec) -> Vec<Located<'_>> {
     for (i, c) in spec.match_conditions.iter().enumerate() {
         out.push((
             format!("spec.matchConditions[{i}].expression").into(),
-            &c.expression,
+            c.expression.as_str(),
         ));
     }
     for (i, v) in spec.validations.iter().enumerate() {
         out.push((
             format!("spec.validations[{i}].expression").into(),
-            &v.expression,
+            v.expression.as_str(),
         ));
         if let Some(m) = &v.message_expression {
-            out.push((format!("spec.validations[{i}].messageExpression").into(), m));
+            out.push((
+                format!("spec.validations[{i}].messageExpression").into(),
+                m.as_str(),
+            ));
         }
     }
     for (i, m) in spec.mutations.iter().enumerate() {
         out.push((
             format!("spec.mutations[{i}].valueExpression").into(),
-            &m.value_expression,
+            m.value_expression.as_str(),
         ));
     }
     out
@@ -82,7 +89,7 @@ pub fn compile_all(expressions: &[Located<'_>]) -> Vec<CompileError> {
     expressions
         .iter()
         .filter_map(|(field, e)| {
-            zen_cel::check(e.as_str())
+            zen_cel::check(e)
                 .err()
                 .map(|err| CompileError::new(field, e, err))
         })
@@ -93,17 +100,15 @@ pub fn compile_all(expressions: &[Located<'_>]) -> Vec<CompileError> {
 pub fn compile_each(expressions: &[Located<'_>]) -> Vec<Result<zen_cel::Program, CompileError>> {
     expressions
         .iter()
-        .map(|(field, e)| {
-            zen_cel::compile(e.as_str()).map_err(|err| CompileError::new(field, e, err))
-        })
+        .map(|(field, e)| zen_cel::compile(e).map_err(|err| CompileError::new(field, e, err)))
         .collect()
 }
 
 impl CompileError {
-    fn new(field: &str, expression: &Expression, err: zen_cel::CompileError) -> Self {
+    fn new(field: &str, expression: &str, err: zen_cel::CompileError) -> Self {
         Self {
             field: field.to_owned(),
-            expression: expression.as_str().to_owned(),
+            expression: expression.to_owned(),
             message: err.0,
         }
     }
@@ -111,50 +116,59 @@ impl CompileError {
 
 #[cfg(test)]
 mod tests {
-    use zen_crds::ingestor::{Mapping, Source, SourceType};
+    use serde_json::json;
+    use zen_json::Document;
 
     use super::*;
 
-    fn spec(severity: &str) -> IngestorSpec {
-        IngestorSpec {
-            sources: vec![Source {
-                name: "a".into(),
-                type_: SourceType::KubernetesEvents,
-                auth: None,
-                rate_limit: None,
-                max_body_bytes: None,
-                kubernetes_events: None,
-            }],
-            filter: Some("payload.type == 'Warning'".into()),
-            mapping: Some(Mapping {
-                source: None,
-                category: "'operations'".into(),
-                severity: severity.into(),
-                event_type: "'x'".into(),
-                title: None,
-                description: None,
-                resource: None,
-                details: None,
-                detected_at: None,
-                fingerprint: None,
-            }),
-            dedup: None,
-            ttl: None,
-        }
+    fn spec(severity: &str) -> String {
+        json!({
+            "sources": [{"name": "a", "type": "kubernetesEvents"}],
+            "filter": "payload.type == 'Warning'",
+            "mapping": {"category": "'operations'", "severity": severity, "eventType": "'x'"},
+        })
+        .to_string()
     }
 
     #[test]
     fn good_expressions_compile() {
-        let s = spec("payload.reason == 'OOMKilling' ? 'high' : 'low'");
-        let exprs = of_ingestor(&s);
+        let text = spec("payload.reason == 'OOMKilling' ? 'high' : 'low'");
+        let doc = Document::parse(&text).unwrap();
+        let exprs = of_ingestor(doc.root());
         assert_eq!(exprs.len(), 4);
         assert!(compile_all(&exprs).is_empty());
     }
 
+    /// Every field the table names is found, in the table's order, and nothing else is.
+    #[test]
+    fn every_expression_field_is_found() {
+        let mut spec =
+            json!({"sources": [{"name": "a", "type": "webhook"}], "mapping": {}, "dedup": {}});
+        for (field, keys) in INGESTOR_EXPRESSIONS {
+            let mut at = &mut spec;
+            for key in &keys[..keys.len() - 1] {
+                at = &mut at[*key];
+            }
+            at[keys[keys.len() - 1]] = json!(format!("'{field}'"));
+        }
+        let text = spec.to_string();
+        let doc = Document::parse(&text).unwrap();
+        let found: Vec<(String, String)> = of_ingestor(doc.root())
+            .into_iter()
+            .map(|(f, e)| (f.into_owned(), e.to_owned()))
+            .collect();
+        let expected: Vec<(String, String)> = INGESTOR_EXPRESSIONS
+            .iter()
+            .map(|(f, _)| (f.to_string(), format!("'{f}'")))
+            .collect();
+        assert_eq!(found, expected);
+    }
+
     #[test]
     fn a_bad_expression_names_its_field() {
-        let s = spec("payload.reason == ");
-        let errors = compile_all(&of_ingestor(&s));
+        let text = spec("payload.reason == ");
+        let doc = Document::parse(&text).unwrap();
+        let errors = compile_all(&of_ingestor(doc.root()));
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].field, "spec.mapping.severity");
         assert!(
