@@ -21,34 +21,41 @@ pub struct CompileError {
     pub message: String,
 }
 
-/// Where an Ingestor spec holds CEL: the field path, and the keys leading to it from `spec`.
-const INGESTOR_EXPRESSIONS: [(&str, &[&str]); 12] = [
-    ("spec.filter", &["filter"]),
-    ("spec.mapping.category", &["mapping", "category"]),
-    ("spec.mapping.severity", &["mapping", "severity"]),
-    ("spec.mapping.eventType", &["mapping", "eventType"]),
-    ("spec.mapping.source", &["mapping", "source"]),
-    ("spec.mapping.title", &["mapping", "title"]),
-    ("spec.mapping.description", &["mapping", "description"]),
-    ("spec.mapping.resource", &["mapping", "resource"]),
-    ("spec.mapping.details", &["mapping", "details"]),
-    ("spec.mapping.detectedAt", &["mapping", "detectedAt"]),
-    ("spec.mapping.fingerprint", &["mapping", "fingerprint"]),
-    ("spec.dedup.key", &["dedup", "key"]),
+/// Where an Ingestor spec holds CEL: under `spec` or one of its fields, each expression's
+/// field path and key.
+const INGESTOR_EXPRESSIONS: [(Option<&str>, &[(&str, &str)]); 3] = [
+    (None, &[("spec.filter", "filter")]),
+    (
+        Some("mapping"),
+        &[
+            ("spec.mapping.category", "category"),
+            ("spec.mapping.severity", "severity"),
+            ("spec.mapping.eventType", "eventType"),
+            ("spec.mapping.source", "source"),
+            ("spec.mapping.title", "title"),
+            ("spec.mapping.description", "description"),
+            ("spec.mapping.resource", "resource"),
+            ("spec.mapping.details", "details"),
+            ("spec.mapping.detectedAt", "detectedAt"),
+            ("spec.mapping.fingerprint", "fingerprint"),
+        ],
+    ),
+    (Some("dedup"), &[("spec.dedup.key", "key")]),
 ];
 
 /// The expressions of an Ingestor spec, read where the document holds them: the webhook
 /// checks them without decoding the spec into its types (its schema already vouches for
 /// the shape).
 pub fn of_ingestor(spec: Doc<'_>) -> Vec<Located<'_>> {
-    let mut out: Vec<Located<'_>> = Vec::with_capacity(INGESTOR_EXPRESSIONS.len());
-    for (field, keys) in INGESTOR_EXPRESSIONS {
-        let mut at = Some(spec);
-        for key in keys {
-            at = at.and_then(|v| v.get(key));
-        }
-        if let Some(text) = at.and_then(|v| v.as_str()) {
-            out.push((field.into(), text));
+    let mut out: Vec<Located<'_>> = Vec::with_capacity(12);
+    for (parent, fields) in INGESTOR_EXPRESSIONS {
+        let Some(object) = parent.map_or(Some(spec), |p| spec.get(p)) else {
+            continue;
+        };
+        for (field, key) in fields {
+            if let Some(text) = object.get(key).and_then(|v| v.as_str()) {
+                out.push((Cow::Borrowed(field), text));
+            }
         }
     }
     out
@@ -142,14 +149,17 @@ mod tests {
     /// Every field the table names is found, in the table's order, and nothing else is.
     #[test]
     fn every_expression_field_is_found() {
-        let mut spec =
-            json!({"sources": [{"name": "a", "type": "webhook"}], "mapping": {}, "dedup": {}});
-        for (field, keys) in INGESTOR_EXPRESSIONS {
-            let mut at = &mut spec;
-            for key in &keys[..keys.len() - 1] {
-                at = &mut at[*key];
+        let mut spec = json!({"sources": [{"name": "a", "type": "webhook"}]});
+        let mut expected = Vec::new();
+        for (parent, fields) in INGESTOR_EXPRESSIONS {
+            for (field, key) in fields {
+                let at = match parent {
+                    Some(p) => &mut spec[p],
+                    None => &mut spec,
+                };
+                at[key] = json!(format!("'{field}'"));
+                expected.push((field.to_string(), format!("'{field}'")));
             }
-            at[keys[keys.len() - 1]] = json!(format!("'{field}'"));
         }
         let text = spec.to_string();
         let doc = Document::parse(&text).unwrap();
@@ -157,10 +167,7 @@ mod tests {
             .into_iter()
             .map(|(f, e)| (f.into_owned(), e.to_owned()))
             .collect();
-        let expected: Vec<(String, String)> = INGESTOR_EXPRESSIONS
-            .iter()
-            .map(|(f, _)| (f.to_string(), format!("'{f}'")))
-            .collect();
+        assert_eq!(found.len(), 12);
         assert_eq!(found, expected);
     }
 

@@ -466,6 +466,10 @@ mod tests {
                 json!(true),
             ),
             (
+                "[size(''), size('héllo'), size('日本'), size('🦀x'), size('a' + '\\u00e9')]",
+                json!([0, 5, 2, 2, 2]),
+            ),
+            (
                 "object.spec.sources.exists(s, s.type == 'webhook' || s.type == 'kubernetesEvents')",
                 json!(true),
             ),
