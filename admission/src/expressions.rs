@@ -21,9 +21,12 @@ pub struct CompileError {
     pub message: String,
 }
 
+/// An expression's field path, and its key in the object that holds it.
+type Field = (&'static str, &'static str);
+
 /// Where an Ingestor spec holds CEL: under `spec` or one of its fields, each expression's
 /// field path and key.
-const INGESTOR_EXPRESSIONS: [(Option<&str>, &[(&str, &str)]); 3] = [
+const INGESTOR_EXPRESSIONS: [(Option<&str>, &[Field]); 3] = [
     (None, &[("spec.filter", "filter")]),
     (
         Some("mapping"),
