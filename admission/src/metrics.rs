@@ -1,11 +1,14 @@
 //! Admission metrics: requests by operation and result with latency, policy evaluations by
-//! policy and result.
+//! policy and result. Every series is striped ([`striped`]): both cores update them on every
+//! review.
+
+pub mod striped;
 
 use std::{sync::Arc, time::Duration};
 
-use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
-};
+use prometheus::Registry;
+
+use self::striped::{Counter, CounterVec, Histogram, HistogramVec};
 
 use crate::{
     policy::Evaluation,
@@ -19,7 +22,7 @@ pub struct AdmissionMetrics {
     /// counts without hashing labels or taking the vector's lock, and every series is
     /// exported from the start, at 0.
     series: Arc<Series>,
-    policies: IntCounterVec,
+    policies: CounterVec<2>,
 }
 
 const WEBHOOKS: [Mode; 2] = [Mode::Mutate, Mode::Validate];
@@ -33,7 +36,7 @@ const RESULTS: [&str; 3] = ["allowed", "patched", "denied"];
 
 struct Series {
     /// By webhook, operation and result, in the orders above.
-    requests: [[[IntCounter; 3]; 4]; 2],
+    requests: [[[Counter; 3]; 4]; 2],
     /// By webhook and operation.
     latency: [[Histogram; 4]; 2],
 }
@@ -63,29 +66,23 @@ fn operation_index(op: Operation) -> usize {
 
 impl AdmissionMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "zen_watcher_admission_requests_total",
-                "Admission reviews by webhook, operation and result (allowed, patched, denied).",
-            ),
-            &["webhook", "operation", "result"],
+        let requests = CounterVec::new(
+            "zen_watcher_admission_requests_total",
+            "Admission reviews by webhook, operation and result (allowed, patched, denied).",
+            ["webhook", "operation", "result"],
         )?;
         let latency = HistogramVec::new(
-            HistogramOpts::new(
-                "zen_watcher_admission_duration_seconds",
-                "Time to answer an admission review, by webhook and operation.",
-            )
-            .buckets(vec![
+            "zen_watcher_admission_duration_seconds",
+            "Time to answer an admission review, by webhook and operation.",
+            ["webhook", "operation"],
+            &[
                 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5,
-            ]),
-            &["webhook", "operation"],
+            ],
         )?;
-        let policies = IntCounterVec::new(
-            Opts::new(
-                "zen_watcher_policy_evaluations_total",
-                "IngestorPolicy evaluations by policy and result (allowed, denied, warned, audited, error, skipped).",
-            ),
-            &["policy", "result"],
+        let policies = CounterVec::new(
+            "zen_watcher_policy_evaluations_total",
+            "IngestorPolicy evaluations by policy and result (allowed, denied, warned, audited, error, skipped).",
+            ["policy", "result"],
         )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
@@ -93,11 +90,11 @@ impl AdmissionMetrics {
         let series = Series {
             requests: WEBHOOKS.map(|w| {
                 OPERATIONS.map(|op| {
-                    RESULTS.map(|r| requests.with_label_values(&[webhook_label(w), op.as_str(), r]))
+                    RESULTS.map(|r| requests.with_label_values([webhook_label(w), op.as_str(), r]))
                 })
             }),
             latency: WEBHOOKS.map(|w| {
-                OPERATIONS.map(|op| latency.with_label_values(&[webhook_label(w), op.as_str()]))
+                OPERATIONS.map(|op| latency.with_label_values([webhook_label(w), op.as_str()]))
             }),
         };
         Ok(Self {
@@ -127,13 +124,13 @@ impl AdmissionMetrics {
     /// looking labels up (every result's series is there from the start, at 0).
     pub(crate) fn policy_counters(&self, policy: &str) -> PolicyCounters {
         PolicyCounters(
-            Evaluation::ALL.map(|e| self.policies.with_label_values(&[policy, e.as_str()])),
+            Evaluation::ALL.map(|e| self.policies.with_label_values([policy, e.as_str()])),
         )
     }
 }
 
 /// One policy's evaluation counters, in [`Evaluation::ALL`]'s order.
-pub(crate) struct PolicyCounters([IntCounter; 6]);
+pub(crate) struct PolicyCounters([Counter; 6]);
 
 impl PolicyCounters {
     pub(crate) fn count(&self, result: Evaluation) {
