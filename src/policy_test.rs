@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use zen_admission::{
     Admission, Mode,
+    checks::{Findings, Kind},
     review::{
         AdmissionRequest, AdmissionResponse, GroupVersionKind, GroupVersionResource, Operation,
         UserInfo,
@@ -75,9 +76,6 @@ pub fn run(file: &Path, policies: Option<&Path>) -> Result<Vec<Verdict>, String>
         .collect())
 }
 
-/// How kube-apiserver names the kind in an invalid object's message.
-const INVALID: &str = "Ingestor.config.zen.watcher.io";
-
 fn check(admission: &Admission, index: usize, doc: &Value) -> Verdict {
     let meta = |f: &str| {
         doc.pointer(&format!("/metadata/{f}"))
@@ -92,10 +90,11 @@ fn check(admission: &Admission, index: usize, doc: &Value) -> Verdict {
             "." => String::new(),
             f => format!(".{f}"),
         };
-        let message = format!(
-            "{INVALID} {name:?} is invalid: metadata{field}: {}",
-            e.message
-        );
+        let findings = Findings {
+            errors: vec![format!("metadata{field}: {}", e.message)],
+            warnings: Vec::new(),
+        };
+        let message = findings.message(Kind::Ingestor, &name);
         return Verdict {
             namespace,
             name,

@@ -180,11 +180,7 @@ fn object_checks(kind: Kind, object: Doc<'_>, cluster: &dyn ClusterView) -> Find
                     .into_iter()
                     .map(|e| e.to_string()),
             );
-            let namespace = object
-                .get("metadata")
-                .and_then(|m| m.get("namespace"))
-                .and_then(|n| n.as_str())
-                .unwrap_or("default");
+            let namespace = text(object.get("metadata"), "namespace").unwrap_or("default");
             out.warnings
                 .extend(missing_secrets(namespace, spec, cluster));
         }
