@@ -7,7 +7,10 @@ use serde::de::{
 };
 use serde_json::Error;
 
-use crate::{Entry, Kind, Node, Number, Value, value::Elements};
+use crate::{
+    Entry, Kind, Node, Number, Value,
+    value::{Elements, key_order},
+};
 
 impl<'d> Value<'d> {
     /// `T` read from this value, as `serde_json::from_value` would read it from the same JSON.
@@ -284,20 +287,6 @@ struct Map<'d> {
     next: usize,
     /// The value of the key just given.
     pending: Option<&'d Node>,
-}
-
-/// The places of `entries` in the order of their keys.
-#[cold]
-#[inline(never)]
-fn key_order(doc: &crate::Document<'_>, entries: &[Entry]) -> Vec<u32> {
-    let mut order: Vec<u32> = (0..entries.len())
-        .map(|i| u32::try_from(i).unwrap_or(u32::MAX))
-        .collect();
-    order.sort_unstable_by(|&a, &b| {
-        let key = |i: u32| entries.get(i as usize).map(|e| doc.str(e.key));
-        key(a).cmp(&key(b))
-    });
-    order
 }
 
 impl<'d> MapAccess<'d> for Map<'d> {

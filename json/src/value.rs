@@ -276,10 +276,10 @@ impl<'d> Value<'d> {
     /// The entries of an object in the order of their keys; none for anything else.
     pub(crate) fn sorted_entries_or_none(&self) -> SortedEntries<'d> {
         self.sorted_entries().unwrap_or_else(|| {
-            SortedEntries::InOrder(Entries {
+            SortedEntries(Order::InOrder(Entries {
                 doc: self.doc,
                 entries: [].iter(),
-            })
+            }))
         })
     }
 
@@ -289,13 +289,18 @@ impl<'d> Value<'d> {
         let Node::Object { sorted, .. } = *self.node else {
             return None;
         };
-        let entries = self.entries()?;
+        let entries = self.object()?;
         Some(if sorted {
-            SortedEntries::InOrder(entries)
+            SortedEntries(Order::InOrder(Entries {
+                doc: self.doc,
+                entries: entries.iter(),
+            }))
         } else {
-            let mut all: Vec<_> = entries.collect();
-            all.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            SortedEntries::Sorted(all.into_iter())
+            SortedEntries(Order::Sorted {
+                doc: self.doc,
+                entries,
+                order: key_order(self.doc, entries).into_iter(),
+            })
         })
     }
 
@@ -410,20 +415,48 @@ impl Head {
 }
 
 /// The entries of an object in the order of their keys.
-pub enum SortedEntries<'d> {
+pub struct SortedEntries<'d>(Order<'d>);
+
+enum Order<'d> {
     InOrder(Entries<'d>),
-    Sorted(std::vec::IntoIter<(&'d str, Value<'d>)>),
+    /// `entries` through `order`, the places of their keys in key order.
+    Sorted {
+        doc: &'d Document<'d>,
+        entries: &'d [Entry],
+        order: std::vec::IntoIter<u32>,
+    },
 }
 
 impl<'d> Iterator for SortedEntries<'d> {
     type Item = (&'d str, Value<'d>);
 
     fn next(&mut self) -> Option<(&'d str, Value<'d>)> {
-        match self {
-            Self::InOrder(e) => e.next(),
-            Self::Sorted(e) => e.next(),
+        match &mut self.0 {
+            Order::InOrder(e) => e.next(),
+            Order::Sorted {
+                doc,
+                entries,
+                order,
+            } => {
+                let e = entries.get(order.next()? as usize)?;
+                Some((doc.str(e.key), Value::new(doc, &e.value)))
+            }
         }
     }
+}
+
+/// The places of an unsorted object's `entries` in the order of their keys.
+#[cold]
+#[inline(never)]
+pub(crate) fn key_order(doc: &Document<'_>, entries: &[Entry]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..entries.len())
+        .map(|i| u32::try_from(i).unwrap_or(u32::MAX))
+        .collect();
+    order.sort_unstable_by(|&a, &b| {
+        let key = |i: u32| entries.get(i as usize).map(|e| doc.str(e.key));
+        key(a).cmp(&key(b))
+    });
+    order
 }
 
 /// The elements of an array, in order.
