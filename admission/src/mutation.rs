@@ -146,7 +146,7 @@ impl<'a> From<Place<'a>> for zen_cel::Bound<'a> {
 /// Writes the value at `segments` where nothing is there yet (or always, with `overwrite`),
 /// appending the patch operations to `ops`. The object is `object` with `ops` applied: the
 /// review's object is never copied, since the answer is the patch alone, and what earlier
-/// operations wrote is read from them (see [`view`]).
+/// operations wrote is read from them (see `view`).
 pub fn apply(
     object: Doc<'_>,
     segments: &[String],

@@ -97,12 +97,12 @@ pub struct AdmissionRequest<'d> {
     pub operation: Operation,
     pub user_info: UserInfo<'d>,
     pub object: Option<Value<'d>>,
-    /// `None` also where [`decode`] was asked to pass over it.
+    /// `None` also where [`Review::request`] was asked to pass over it.
     pub old_object: Option<Value<'d>>,
     pub dry_run: Option<bool>,
 }
 
-/// Whether [`decode`] reads a review's old object.
+/// Whether [`Review::request`] reads a review's old object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OldObject {
     Read,
